@@ -1,0 +1,43 @@
+//! Every limit the node and the central enforce, in one place, with the unit last.
+//!
+//! A limit that lives here can be reviewed and reasoned about as a whole; a magic number in a
+//! module cannot. Relations between limits are asserted at compile time at the bottom.
+
+/// Records encrypted together in one snapshot chunk. Bigger chunks compress better; smaller ones
+/// bound the memory a node needs to open one chunk.
+pub const SNAPSHOT_CHUNK_RECORDS_MAX: usize = 2048;
+/// The signed manifest is small JSON; anything larger is not a snapshot of ours.
+pub const SNAPSHOT_MANIFEST_BYTES_MAX: usize = 64 * 1024;
+/// One encrypted chunk, compressed, can never be larger than this.
+pub const SNAPSHOT_CHUNK_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// The largest region a snapshot may hold (DESIGN.md §11: up to 1,000,000 people).
+pub const SNAPSHOT_RECORDS_MAX: u64 = 2_000_000;
+/// Municipalities in one snapshot (a whole prefecture has at most a few hundred).
+pub const SNAPSHOT_MUNICIPALITIES_MAX: usize = 400;
+
+/// One CSV field: long free text (care plan) fits, a runaway quote does not.
+pub const CSV_FIELD_BYTES_MAX: usize = 16 * 1024;
+/// Validation problems printed in full before the rest are only counted.
+pub const CSV_ERRORS_SHOWN_MAX: usize = 200;
+/// Bytes sniffed to detect UTF-8 versus Shift_JIS.
+pub const CSV_SNIFF_BYTES: usize = 64 * 1024;
+
+/// Persons the generator makes in one run.
+pub const SYNTH_PERSONS_MAX: u64 = 5_000_000;
+
+/// An HTTP request body; the status page takes none, later APIs take small JSON.
+pub const REQUEST_BODY_BYTES_MAX: usize = 64 * 1024;
+/// Seconds a connection may take to finish its TLS handshake before it is dropped.
+pub const TLS_HANDSHAKE_SECONDS_MAX: u64 = 10;
+/// Seconds open connections get to finish after shutdown starts.
+pub const SHUTDOWN_GRACE_SECONDS_MAX: u64 = 10;
+/// Connections served at once; more wait in the kernel's accept queue.
+pub const CONNECTIONS_MAX: usize = 1024;
+
+/// Milliseconds between two progress lines on long work.
+pub const PROGRESS_INTERVAL_MILLIS: u64 = 1000;
+
+const _: () = assert!(SNAPSHOT_CHUNK_RECORDS_MAX as u64 <= SNAPSHOT_RECORDS_MAX);
+const _: () =
+    assert!(CSV_FIELD_BYTES_MAX * 4 < SNAPSHOT_CHUNK_BYTES_MAX / SNAPSHOT_CHUNK_RECORDS_MAX * 64);
+const _: () = assert!(CSV_SNIFF_BYTES >= 4096);

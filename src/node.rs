@@ -1,0 +1,310 @@
+//! A node's directory: its identity, the central's public key, and the snapshot it holds.
+//!
+//! Layout (see ARCHITECTURE.md): `node.db` (the store), `central.pub`, `snapshots/<id>.kfsnap`
+//! (verified copies, still encrypted), `tls/` (the HTTPS certificate). Import is atomic: the new
+//! file is verified while it is copied, renamed into place, and only then made current in one
+//! database transaction; a crash at any point leaves the previous snapshot in use.
+
+use std::fs::{self, File};
+use std::io::{BufReader, BufWriter};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+use crate::clock::Clock;
+use crate::keys::{CentralPublicKey, KeyError};
+use crate::model::MunicipalityCode;
+use crate::progress::Progress;
+use crate::region::{self, Region, RegionError};
+use crate::snapshot::{self, Manifest, SnapshotError};
+use crate::store::{HeldSnapshot, Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(
+        "{0} はノードのディレクトリではありません（node.db がありません）。先に `kaigo-field node init --dir {0} …` を実行してください"
+    )]
+    NotInitialized(String),
+    #[error(
+        "{0} にはすでにノードがあります（node.db）。作り直すなら別のディレクトリを指定してください"
+    )]
+    AlreadyInitialized(String),
+    #[error("ノードの設定 {0} が読めません: ノードを設定し直してください")]
+    BadMeta(&'static str),
+    #[error(
+        "スナップショットの地域（{snapshot}）はこのノードの担当地域（{node}）に含まれません。担当地域のスナップショットを取得するか、ノードを設定し直してください"
+    )]
+    WrongRegion { snapshot: String, node: String },
+    #[error(
+        "このスナップショット（版 {offered}）は、すでに持っている版 {held} より新しくありません。最新のスナップショットを取得してください"
+    )]
+    NotNewer { offered: u64, held: u64 },
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error(transparent)]
+    Region(#[from] RegionError),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> NodeError + '_ {
+    move |source| NodeError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Paths inside a node directory.
+#[derive(Debug, Clone)]
+pub struct NodeDir {
+    pub root: PathBuf,
+}
+
+impl NodeDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        NodeDir { root: root.into() }
+    }
+    pub fn db(&self) -> PathBuf {
+        self.root.join("node.db")
+    }
+    pub fn central_key(&self) -> PathBuf {
+        self.root.join("central.pub")
+    }
+    pub fn snapshots(&self) -> PathBuf {
+        self.root.join("snapshots")
+    }
+    pub fn tls(&self) -> PathBuf {
+        self.root.join("tls")
+    }
+}
+
+/// What the node is, as the store records it.
+#[derive(Debug, Clone)]
+pub struct NodeInfo {
+    pub node_id: String,
+    pub region: Region,
+    pub central_key: CentralPublicKey,
+}
+
+/// An opened node: its info and its store.
+pub struct Node {
+    pub dir: NodeDir,
+    pub info: NodeInfo,
+    pub store: Store,
+}
+
+pub fn init(
+    dir: &NodeDir,
+    central_key_file: &Path,
+    node_id: &str,
+    region: &Region,
+) -> Result<NodeInfo, NodeError> {
+    if dir.db().exists() {
+        return Err(NodeError::AlreadyInitialized(
+            dir.root.display().to_string(),
+        ));
+    }
+    let central_key = CentralPublicKey::load(central_key_file)?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir.root)
+        .map_err(io(&dir.root))?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir.snapshots())
+        .map_err(io(&dir.root))?;
+    central_key.save(&dir.central_key())?;
+    let store = Store::open(&dir.db())?;
+    store.set_meta("node_id", node_id)?;
+    store.set_meta("region", &region.to_string())?;
+    Ok(NodeInfo {
+        node_id: node_id.to_owned(),
+        region: region.clone(),
+        central_key,
+    })
+}
+
+impl Node {
+    pub fn open(dir: &NodeDir) -> Result<Node, NodeError> {
+        if !dir.db().exists() {
+            return Err(NodeError::NotInitialized(dir.root.display().to_string()));
+        }
+        let store = Store::open(&dir.db())?;
+        let node_id = store
+            .meta("node_id")?
+            .ok_or(NodeError::BadMeta("node_id"))?;
+        let region = Region::parse(&store.meta("region")?.ok_or(NodeError::BadMeta("region"))?)?;
+        let central_key = CentralPublicKey::load(&dir.central_key())?;
+        Ok(Node {
+            dir: dir.clone(),
+            info: NodeInfo {
+                node_id,
+                region,
+                central_key,
+            },
+            store,
+        })
+    }
+
+    pub fn current_manifest(&self) -> Result<Option<(HeldSnapshot, Manifest)>, NodeError> {
+        let Some(held) = self.store.current_snapshot()? else {
+            return Ok(None);
+        };
+        let manifest = serde_json::from_str(&held.manifest_json)
+            .map_err(|_| NodeError::BadMeta("snapshot.manifest"))?;
+        Ok(Some((held, manifest)))
+    }
+
+    /// Whether this node could take the snapshot: its region and its version.
+    fn check_fits(&self, m: &Manifest) -> Result<(), NodeError> {
+        let outside: Vec<MunicipalityCode> = m
+            .municipalities
+            .iter()
+            .copied()
+            .filter(|c| !self.info.region.contains(*c))
+            .collect();
+        if !outside.is_empty() {
+            return Err(NodeError::WrongRegion {
+                snapshot: region::names(&m.municipalities),
+                node: describe_region(&self.info.region),
+            });
+        }
+        if let Some((held, _)) = self.current_manifest()? {
+            if m.snapshot_version <= held.snapshot_version {
+                return Err(NodeError::NotNewer {
+                    offered: m.snapshot_version,
+                    held: held.snapshot_version,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Verifies a snapshot file completely and checks that this node could import it.
+    pub fn verify(&self, file: &Path, quiet: bool) -> Result<Manifest, NodeError> {
+        let len = fs::metadata(file).map_err(io(file))?.len();
+        let input = BufReader::new(File::open(file).map_err(io(file))?);
+        let mut progress = Progress::new("検証", len, quiet);
+        let m = snapshot::verify(input, &self.info.central_key, &mut std::io::sink(), |n| {
+            progress.set_position(n)
+        })?;
+        progress.finish();
+        self.check_fits(&m)?;
+        Ok(m)
+    }
+
+    /// Verifies and imports a snapshot; see the module comment for why this is atomic.
+    pub fn import(
+        &mut self,
+        file: &Path,
+        clock: &dyn Clock,
+        quiet: bool,
+    ) -> Result<Manifest, NodeError> {
+        let len = fs::metadata(file).map_err(io(file))?.len();
+        // Cheap checks first, so a wrong file is refused before a long copy.
+        let head = snapshot::read_manifest(
+            BufReader::new(File::open(file).map_err(io(file))?),
+            &self.info.central_key,
+        )?;
+        self.check_fits(&head)?;
+        self.remove_orphans()?;
+
+        let dir = self.dir.snapshots();
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(io(&dir))?;
+        let tmp = dir.join(format!(".import-{}.tmp", head.snapshot_id));
+        let result = (|| {
+            let input = BufReader::new(File::open(file).map_err(io(file))?);
+            let out = File::create(&tmp).map_err(io(&tmp))?;
+            let mut writer = BufWriter::with_capacity(1 << 20, out);
+            let mut progress = Progress::new("取り込み", len, quiet);
+            let m = snapshot::verify(input, &self.info.central_key, &mut writer, |n| {
+                progress.set_position(n)
+            })?;
+            let out = writer.into_inner().map_err(|e| NodeError::Io {
+                path: tmp.display().to_string(),
+                source: e.into_error(),
+            })?;
+            out.sync_all().map_err(io(&tmp))?;
+            progress.finish();
+            if m != head {
+                return Err(SnapshotError::Altered {
+                    what: "読んでいる間にファイルが変わりました".into(),
+                }
+                .into());
+            }
+            Ok(m)
+        })();
+        let manifest = match result {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                return Err(e);
+            }
+        };
+        let file_name = format!("{}.kfsnap", manifest.snapshot_id);
+        let final_path = dir.join(&file_name);
+        fs::rename(&tmp, &final_path).map_err(io(&final_path))?;
+        File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(&dir))?;
+        let manifest_json = serde_json::to_string(&manifest).expect("a manifest serializes");
+        let old = self.store.switch_snapshot(&HeldSnapshot {
+            snapshot_id: manifest.snapshot_id.clone(),
+            snapshot_version: manifest.snapshot_version,
+            manifest_json,
+            file_name: file_name.clone(),
+            imported_at: clock.now(),
+        })?;
+        if let Some(old) = old.filter(|o| *o != file_name) {
+            // The switch is committed; the old file is garbage now, and a failure to delete it
+            // is cleaned up by the next import.
+            let _ = fs::remove_file(dir.join(old));
+        }
+        Ok(manifest)
+    }
+
+    /// Deletes snapshot files that the store does not name: leftovers of an import that crashed
+    /// before its switch committed.
+    fn remove_orphans(&self) -> Result<(), NodeError> {
+        let dir = self.dir.snapshots();
+        let Ok(entries) = fs::read_dir(&dir) else {
+            return Ok(());
+        };
+        let current = self.store.current_snapshot()?.map(|h| h.file_name);
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if Some(&name) != current.as_ref() {
+                fs::remove_file(entry.path()).map_err(io(&entry.path()))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// "石川県 全域、高知市" for people; codes where a name is unknown.
+pub fn describe_region(r: &Region) -> String {
+    let prefs = r.prefectures.iter().map(|p| {
+        region::municipalities()
+            .iter()
+            .find(|m| m.code.prefecture() == p)
+            .map_or_else(
+                || format!("都道府県 {p}"),
+                |m| format!("{} 全域", m.prefecture),
+            )
+    });
+    let codes: Vec<MunicipalityCode> = r.municipalities.iter().copied().collect();
+    let munis = (!codes.is_empty()).then(|| region::names(&codes));
+    prefs.chain(munis).collect::<Vec<_>>().join("、")
+}
