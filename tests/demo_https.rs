@@ -1,0 +1,173 @@
+//! The main job end to end: `kaigo-field demo` builds a central, a synthetic region and a node,
+//! serves the status page over HTTPS (rustls), and stops cleanly on SIGTERM.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::{BIN, csv_rows};
+
+struct Demo {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Demo {
+    fn start(dir: &std::path::Path) -> (Demo, String) {
+        let mut child = Command::new(BIN)
+            .args(["demo", "--dir"])
+            .arg(dir)
+            .args(["--listen", "127.0.0.1:0", "--persons", "300"])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut demo = Demo { child, lines };
+        let url = demo
+            .wait_for("URL: ")
+            .trim_start_matches("URL: ")
+            .to_owned();
+        (demo, url)
+    }
+
+    /// The first line containing `needle`, within a minute (setup compiles nothing, but CI is slow).
+    fn wait_for(&mut self, needle: &str) -> String {
+        loop {
+            match self.lines.recv_timeout(Duration::from_secs(60)) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => continue,
+                Err(e) => panic!("demo never printed {needle:?}: {e}"),
+            }
+        }
+    }
+
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        self.wait_for("停止しました");
+        for _ in 0..200 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        panic!("demo did not exit after SIGTERM");
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+fn client(dir: &std::path::Path) -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    // Trust exactly the node's own certificate, as a phone would after checking the fingerprint.
+    let pem = std::fs::read(dir.join("node/tls/cert.pem")).unwrap();
+    reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_serves_the_status_page_over_https_and_stops_on_sigterm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    let (demo, url) = Demo::start(&dir);
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    let http = client(&dir);
+
+    let page = http.get(&url).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let headers = page.headers().clone();
+    assert!(
+        headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'self'")
+    );
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["referrer-policy"], "no-referrer");
+    let body = page.text().await.unwrap();
+    for expected in [
+        "ノードの状態",
+        "輪島市",
+        "珠洲市",
+        "300人",
+        "未認可",
+        "訓練・デモ用の合成データ",
+        "合成データ（訓練・デモ用）",
+    ] {
+        assert!(body.contains(expected), "status page lacks {expected}");
+    }
+    let fingerprint_line = std::fs::read_to_string(dir.join("node/tls/cert.pem")).unwrap();
+    assert!(!fingerprint_line.is_empty());
+
+    // The status page shows nobody: no name from the region is on it.
+    for r in csv_rows(&dir.join("persons.csv")) {
+        assert!(!body.contains(&format!("{}{}", r["family_name"], r["given_name"])));
+        assert!(!body.contains(&r["insured_number"]));
+    }
+
+    let css = http
+        .get(format!("{url}static/style.css"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(css.status(), 200);
+    assert!(
+        css.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/css")
+    );
+    let missing = http.get(format!("{url}no-such-page")).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+    assert!(missing.text().await.unwrap().contains("ページがありません"));
+
+    // A plain-HTTP client gets no page: the node speaks only TLS.
+    let plain = reqwest::Client::new()
+        .get(url.replace("https://", "http://"))
+        .send()
+        .await;
+    assert!(plain.is_err() || plain.unwrap().status() != 200);
+
+    let status = demo.terminate();
+    assert!(status.success(), "exit status after SIGTERM: {status}");
+
+    // A second start reuses the demo instead of rebuilding it.
+    let (demo, url2) = Demo::start(&dir);
+    let again = client(&dir)
+        .get(&url2)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(again.contains("300人"));
+    assert!(demo.terminate().success());
+}
