@@ -223,6 +223,16 @@ pub fn read<R: Read>(
             problems: Vec::new(),
             warnings: Vec::new(),
         };
+        if record.len() != COLUMNS.len() {
+            row.problems.push((
+                "(行全体)",
+                format!(
+                    "列の数が {} です（見出しは {} 列）",
+                    record.len(),
+                    COLUMNS.len()
+                ),
+            ));
+        }
         let parsed = row.person(ids);
         let dup = parsed
             .as_ref()

@@ -382,6 +382,7 @@ fn bad_rows_are_reported_by_line_and_column_and_refuse_the_file_unless_skipped()
     lines[2] = edit(&lines[2], col("birth_date"), "1940-02-30");
     lines[4] = edit(&lines[4], col("municipality_code"), "172048");
     lines[5] = edit(&lines[5], col("family_name_kana"), "yamada");
+    lines[3] = lines[3].split(',').take(5).collect::<Vec<_>>().join(",");
     fs::write(f.path("bad.csv"), lines.join("\n") + "\n").unwrap();
 
     let err = fails(
@@ -407,7 +408,8 @@ fn bad_rows_are_reported_by_line_and_column_and_refuse_the_file_unless_skipped()
         "{err}"
     );
     assert!(err.contains("6行目 列 family_name_kana"), "{err}");
-    assert!(err.contains("誤りのある行が 3 行"), "{err}");
+    assert!(err.contains("4行目 列 (行全体): 列の数が 5 です"), "{err}");
+    assert!(err.contains("誤りのある行が 4 行"), "{err}");
     assert!(
         !f.path("bad.kfsnap").exists(),
         "a refused file writes no snapshot"
@@ -428,6 +430,6 @@ fn bad_rows_are_reported_by_line_and_column_and_refuse_the_file_unless_skipped()
         ],
         f.dir(),
     );
-    assert!(out.contains("有効 2、誤りのある行 3"), "{out}");
-    assert!(out.contains("人数: 2"), "{out}");
+    assert!(out.contains("有効 1、誤りのある行 4"), "{out}");
+    assert!(out.contains("人数: 1"), "{out}");
 }
