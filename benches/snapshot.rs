@@ -13,10 +13,7 @@ use kaigo_field::node::{self, Node, NodeDir};
 use kaigo_field::region::Region;
 
 fn main() {
-    let persons: u64 = std::env::var("KF_BENCH_PERSONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
+    let persons: u64 = std::env::var("KF_BENCH_PERSONS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
     let tmp = tempfile::tempdir().expect("a temporary directory");
     let root = tmp.path();
     let clock = clock::system();
@@ -40,30 +37,16 @@ fn main() {
     let csv_bytes = std::fs::metadata(&csv).expect("csv").len();
 
     let snap = root.join("region.kfsnap");
-    let options = SnapshotOptions {
-        encoding: None,
-        skip_invalid: false,
-        synthetic: true,
-        quiet: true,
-    };
+    let options = SnapshotOptions { encoding: None, skip_invalid: false, synthetic: true, quiet: true };
     let started = Instant::now();
-    let outcome = central::build_snapshot(&central_dir, &csv, &snap, &options, clock.as_ref())
-        .expect("build");
+    let outcome = central::build_snapshot(&central_dir, &csv, &snap, &options, clock.as_ref()).expect("build");
     let build_secs = started.elapsed().as_secs_f64();
     let snap_bytes = std::fs::metadata(&snap).expect("snapshot").len();
-    assert_eq!(
-        outcome.manifest.record_count, persons,
-        "every synthetic row is valid"
-    );
+    assert_eq!(outcome.manifest.record_count, persons, "every synthetic row is valid");
 
     let node_dir = NodeDir::new(root.join("node"));
-    node::init(
-        &node_dir,
-        &central_dir.public_key(),
-        "bench",
-        &Region::parse("17").expect("region"),
-    )
-    .expect("node init");
+    node::init(&node_dir, &central_dir.public_key(), "bench", &Region::parse("17").expect("region"))
+        .expect("node init");
     let mut node = Node::open(&node_dir).expect("node open");
     let started = Instant::now();
     node.import(&snap, clock.as_ref(), true).expect("import");
@@ -76,19 +59,10 @@ fn main() {
     assert_eq!(opened, persons);
 
     println!("snapshot benchmark, {persons} persons");
-    println!(
-        "  synth (CSV {:.1} MB)            {synth_secs:8.2} s",
-        csv_bytes as f64 / 1e6
-    );
+    println!("  synth (CSV {:.1} MB)            {synth_secs:8.2} s", csv_bytes as f64 / 1e6);
     println!("  build snapshot                  {build_secs:8.2} s   (target ≤ 60 s)");
     println!("  import on node (verify + copy)  {import_secs:8.2} s   (target ≤ 30 s)");
     println!("  decrypt all records (with key)  {open_secs:8.2} s");
-    println!(
-        "  snapshot size                   {:8.1} MB",
-        snap_bytes as f64 / 1e6
-    );
-    println!(
-        "  per person                      {:8.0} B    (target ≤ 1536 B)",
-        snap_bytes as f64 / persons as f64
-    );
+    println!("  snapshot size                   {:8.1} MB", snap_bytes as f64 / 1e6);
+    println!("  per person                      {:8.0} B    (target ≤ 1536 B)", snap_bytes as f64 / persons as f64);
 }

@@ -11,20 +11,25 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use crate::clock::Clock;
+use chrono::{DateTime, Utc};
+
+use crate::authz::{self, Authorization, NodeGrant, Role, Section};
 use crate::keys::{
-    CentralPublicKey, CentralSigningKey, DataKey, KeyError, PersonIdKey, write_file_atomic,
+    CentralPublicKey, CentralSigningKey, DataKey, KeyError, NodePublicKey, NodeSecretKey, PersonIdKey,
+    write_file_atomic, write_secret_file,
 };
 use crate::limits::CSV_ERRORS_SHOWN_MAX;
+use crate::model::{MunicipalityCode, OfficeNumber};
+use crate::node::{BUNDLE_FORMAT, Bundle};
 use crate::person_csv::{self, CsvEncoding, CsvError, ReadReport};
 use crate::progress::Progress;
+use crate::region::{self, Region};
 use crate::snapshot::{self, BuildParams, Manifest, SnapshotError};
 use crate::tls::{self, TlsError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CentralError {
-    #[error(
-        "{0} にはすでに中央の鍵があります（central.key）。上書きはしません。別のディレクトリを指定してください"
-    )]
+    #[error("{0} にはすでに中央の鍵があります（central.key）。上書きはしません。別のディレクトリを指定してください")]
     AlreadyInitialized(String),
     #[error(
         "{0} は中央のディレクトリではありません（central.key がありません）。先に `kaigo-field central init --dir {0}` を実行してください"
@@ -37,10 +42,7 @@ pub enum CentralError {
     #[error("CSVに有効な行が1行もありません")]
     Empty,
     #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
     #[error(transparent)]
     Csv(#[from] CsvError),
     #[error(transparent)]
@@ -49,13 +51,16 @@ pub enum CentralError {
     Key(#[from] KeyError),
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error("ノードID「{0}」は使えません: 英小文字・数字・ハイフン40文字まで")]
+    BadNodeId(String),
+    #[error("ノード {0} はすでに登録されています。別のIDを使ってください")]
+    AlreadyEnrolled(String),
+    #[error("認可を出せません: {0}")]
+    Authorize(String),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CentralError + '_ {
-    move |source| CentralError::Io {
-        path: path.display().to_string(),
-        source,
-    }
+    move |source| CentralError::Io { path: path.display().to_string(), source }
 }
 
 #[derive(Debug, Clone)]
@@ -91,9 +96,7 @@ impl CentralDir {
 
     fn require(&self) -> Result<(), CentralError> {
         if !self.signing_key().exists() {
-            return Err(CentralError::NotInitialized(
-                self.root.display().to_string(),
-            ));
+            return Err(CentralError::NotInitialized(self.root.display().to_string()));
         }
         Ok(())
     }
@@ -102,15 +105,9 @@ impl CentralDir {
 /// Creates the central's keys and CA. Refuses to overwrite an existing central.
 pub fn init(dir: &CentralDir) -> Result<CentralPublicKey, CentralError> {
     if dir.signing_key().exists() {
-        return Err(CentralError::AlreadyInitialized(
-            dir.root.display().to_string(),
-        ));
+        return Err(CentralError::AlreadyInitialized(dir.root.display().to_string()));
     }
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir.snapshots())
-        .map_err(io(&dir.root))?;
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir.snapshots()).map_err(io(&dir.root))?;
     let key = CentralSigningKey::generate();
     PersonIdKey::generate().save(&dir.person_id_key())?;
     tls::generate_ca(&dir.ca_cert(), &dir.ca_key())?;
@@ -169,32 +166,20 @@ pub fn build_snapshot(
     let mut builder = snapshot::Builder::new(&data_key);
     let mut push_error = None;
     let report = {
-        let progress_reader = ProgressReader {
-            inner: BufReader::with_capacity(1 << 20, file),
-            read: 0,
-            progress: &mut progress,
-        };
-        person_csv::read(
-            progress_reader,
-            options.encoding,
-            &ids,
-            CSV_ERRORS_SHOWN_MAX,
-            |record| {
-                if push_error.is_none() {
-                    push_error = builder.push(&record).err();
-                }
-            },
-        )?
+        let progress_reader =
+            ProgressReader { inner: BufReader::with_capacity(1 << 20, file), read: 0, progress: &mut progress };
+        person_csv::read(progress_reader, options.encoding, &ids, CSV_ERRORS_SHOWN_MAX, |record| {
+            if push_error.is_none() {
+                push_error = builder.push(&record).err();
+            }
+        })?
     };
     progress.finish();
     if let Some(e) = push_error {
         return Err(e.into());
     }
     if report.rows_with_errors > 0 && !options.skip_invalid {
-        return Err(CentralError::InvalidRows {
-            rows: report.rows_with_errors,
-            report: Box::new(report),
-        });
+        return Err(CentralError::InvalidRows { rows: report.rows_with_errors, report: Box::new(report) });
     }
     if report.valid == 0 {
         return Err(CentralError::Empty);
@@ -213,20 +198,14 @@ pub fn build_snapshot(
             data_key: &data_key,
         };
         let m = builder.finish(params, &mut w)?;
-        let f = w.into_inner().map_err(|e| CentralError::Io {
-            path: tmp.display().to_string(),
-            source: e.into_error(),
-        })?;
+        let f =
+            w.into_inner().map_err(|e| CentralError::Io { path: tmp.display().to_string(), source: e.into_error() })?;
         f.sync_all().map_err(io(&tmp))?;
         m
     };
     fs::rename(&tmp, out).map_err(io(out))?;
     let manifest_path = dir.snapshots().join(format!("{snapshot_id}.json"));
-    write_file_atomic(
-        &manifest_path,
-        &serde_json::to_vec_pretty(&manifest).expect("manifest serializes"),
-        0o644,
-    )?;
+    write_file_atomic(&manifest_path, &serde_json::to_vec_pretty(&manifest).expect("manifest serializes"), 0o644)?;
     Ok(SnapshotOutcome { manifest, report })
 }
 
@@ -238,8 +217,7 @@ pub fn open_snapshot(
     each: impl FnMut(crate::model::PersonRecord),
 ) -> Result<Manifest, CentralError> {
     let public = CentralPublicKey::load(&dir.public_key())?;
-    let head =
-        snapshot::read_manifest(BufReader::new(File::open(file).map_err(io(file))?), &public)?;
+    let head = snapshot::read_manifest(BufReader::new(File::open(file).map_err(io(file))?), &public)?;
     let data_key = DataKey::load(&dir.data_key(&head.snapshot_id))?;
     let input = BufReader::new(File::open(file).map_err(io(file))?);
     Ok(snapshot::open(input, &public, &data_key, each)?)
@@ -259,4 +237,226 @@ impl<R: Read> Read for ProgressReader<'_, R> {
         self.progress.set_position(self.read);
         Ok(n)
     }
+}
+
+impl CentralDir {
+    pub fn nodes(&self) -> PathBuf {
+        self.root.join("nodes")
+    }
+    pub fn node_public_key(&self, node_id: &str) -> PathBuf {
+        self.nodes().join(format!("{node_id}.pub"))
+    }
+    pub fn authorizations(&self) -> PathBuf {
+        self.root.join("authorizations")
+    }
+}
+
+/// A node id: short, safe in a file name and an mDNS name.
+pub fn valid_node_id(id: &str) -> bool {
+    (1..=40).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !id.starts_with('-')
+}
+
+/// Makes a node's identity (X25519 key for data keys, TLS certificate from the central's CA)
+/// and writes the provisioning bundle (mode 0600). The central keeps only the public key.
+pub fn enroll_node(
+    dir: &CentralDir,
+    node_id: &str,
+    region: &Region,
+    out: &Path,
+) -> Result<NodePublicKey, CentralError> {
+    dir.require()?;
+    if !valid_node_id(node_id) {
+        return Err(CentralError::BadNodeId(node_id.to_owned()));
+    }
+    if dir.node_public_key(node_id).exists() {
+        return Err(CentralError::AlreadyEnrolled(node_id.to_owned()));
+    }
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir.nodes()).map_err(io(&dir.nodes()))?;
+    let secret = NodeSecretKey::generate();
+    let (tls_cert_pem, tls_key_pem) = tls::issue_node_cert(&dir.ca_cert(), &dir.ca_key(), node_id)?;
+    let bundle = Bundle {
+        format: BUNDLE_FORMAT.to_owned(),
+        node_id: node_id.to_owned(),
+        region: region.to_string(),
+        central_public_key: CentralPublicKey::load(&dir.public_key())?.to_text(),
+        ca_cert_pem: fs::read_to_string(dir.ca_cert()).map_err(io(&dir.ca_cert()))?,
+        tls_cert_pem,
+        tls_key_pem,
+        node_secret_key: secret.to_file_text(None).to_string(),
+    };
+    let json = zeroize::Zeroizing::new(serde_json::to_vec_pretty(&bundle).expect("a bundle serializes"));
+    write_secret_file(out, &json)?;
+    secret.public().save(&dir.node_public_key(node_id))?;
+    Ok(secret.public())
+}
+
+/// What `central authorize` is asked for.
+#[derive(Debug, Clone)]
+pub struct AuthorizeRequest {
+    pub disaster: String,
+    pub municipalities: Vec<MunicipalityCode>,
+    pub nodes: Vec<String>,
+    pub facilities: Vec<String>,
+    pub not_before: Option<DateTime<Utc>>,
+    pub not_after: Option<DateTime<Utc>>,
+    pub days: Option<u32>,
+    pub drill: bool,
+    pub id: Option<String>,
+    pub serial: Option<u32>,
+    pub snapshot_id: Option<String>,
+    pub sections: Option<Vec<(Role, Vec<Section>)>>,
+}
+
+/// The window of the medical disaster mode: one week from the first report.
+pub const DEFAULT_WINDOW_DAYS: u32 = 7;
+
+fn valid_facility_rule(rule: &str) -> bool {
+    let ok_chars = |s: &str| s.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_uppercase());
+    match rule.strip_suffix('*') {
+        Some(prefix) => (1..=9).contains(&prefix.len()) && ok_chars(prefix),
+        None => OfficeNumber::parse(rule).is_ok(),
+    }
+}
+
+/// Issues a signed authorization; returns it and its text code. Also kept under
+/// `authorizations/`, so the next serial for the same id is known.
+pub fn authorize(
+    dir: &CentralDir,
+    req: &AuthorizeRequest,
+    clock: &dyn Clock,
+) -> Result<(Authorization, String), CentralError> {
+    dir.require()?;
+    let key = CentralSigningKey::load(&dir.signing_key())?;
+    if req.disaster.trim().is_empty() {
+        return Err(CentralError::Authorize("災害名（--disaster）を指定してください".into()));
+    }
+    if req.municipalities.is_empty() || req.nodes.is_empty() {
+        return Err(CentralError::Authorize(
+            "市区町村（--municipalities）とノード（--nodes）を1つ以上指定してください".into(),
+        ));
+    }
+    let manifest = choose_snapshot(dir, req)?;
+    if manifest.synthetic != req.drill {
+        return Err(CentralError::Authorize(if req.drill {
+            "訓練（--drill）の認可は合成データのスナップショットにしか出せません".into()
+        } else {
+            "このスナップショットは合成データです。訓練なら --drill を付けてください".into()
+        }));
+    }
+    let data_key = DataKey::load(&dir.data_key(&manifest.snapshot_id))?;
+    let mut nodes = Vec::new();
+    for node_id in &req.nodes {
+        let path = dir.node_public_key(node_id);
+        if !path.exists() {
+            return Err(CentralError::Authorize(format!(
+                "ノード {node_id} は登録されていません（先に `central enroll-node`）"
+            )));
+        }
+        let public = NodePublicKey::load(&path)?;
+        nodes.push(NodeGrant { node_id: node_id.clone(), wrapped_key: public.wrap_data_key(&data_key) });
+    }
+    let facilities = if req.facilities.is_empty() {
+        // Every facility of the prefectures concerned.
+        let mut prefs: Vec<String> = req.municipalities.iter().map(|m| format!("{}*", m.prefecture())).collect();
+        prefs.dedup();
+        prefs
+    } else {
+        req.facilities.clone()
+    };
+    if let Some(bad) = facilities.iter().find(|r| !valid_facility_rule(r)) {
+        return Err(CentralError::Authorize(format!(
+            "事業所の指定「{bad}」が読めません: 10桁の事業所番号か、先頭の桁に * を付けたもの（例 17*）"
+        )));
+    }
+    let now = clock.now();
+    let not_before = req.not_before.unwrap_or(now);
+    let not_after = match (req.not_after, req.days) {
+        (Some(t), None) => t,
+        (None, days) => not_before + chrono::Duration::days(i64::from(days.unwrap_or(DEFAULT_WINDOW_DAYS))),
+        (Some(_), Some(_)) => {
+            return Err(CentralError::Authorize("--not-after と --days は一緒に使えません".into()));
+        }
+    };
+    if not_after < not_before {
+        return Err(CentralError::Authorize("終わり（--not-after）が始まり（--not-before）より前です".into()));
+    }
+    let id = req.id.clone().unwrap_or_else(|| {
+        let mut b = [0u8; 4];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut b);
+        hex::encode(b)
+    });
+    if id.is_empty() || id.len() > 40 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        return Err(CentralError::Authorize("認可ID（--id）は英数字とハイフン40文字までです".into()));
+    }
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir.authorizations())
+        .map_err(io(&dir.authorizations()))?;
+    let last_path = dir.authorizations().join(format!("{id}.last"));
+    let last: u32 = fs::read_to_string(&last_path).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+    let serial = req.serial.unwrap_or(last + 1);
+    if serial <= last {
+        return Err(CentralError::Authorize(format!(
+            "認可 {id} の連番はすでに {last} まで出しています。{} 以上を指定してください",
+            last + 1
+        )));
+    }
+    let authorization = Authorization {
+        id: id.clone(),
+        serial,
+        issued_at: now.timestamp(),
+        disaster: req.disaster.trim().to_owned(),
+        municipalities: req.municipalities.clone(),
+        facilities,
+        not_before: not_before.timestamp(),
+        not_after: not_after.timestamp(),
+        snapshot_id: hex::decode(&manifest.snapshot_id)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| CentralError::Authorize("スナップショットIDが壊れています".into()))?,
+        central_key_id: key.public().key_id_bytes(),
+        nodes,
+        sections: req.sections.clone().unwrap_or_else(authz::default_sections),
+        drill: req.drill,
+    };
+    let code = authorization.sign(&key);
+    write_file_atomic(
+        &dir.authorizations().join(format!("{id}-{serial}.kfauth")),
+        format!("{code}\n").as_bytes(),
+        0o600,
+    )?;
+    write_file_atomic(&last_path, serial.to_string().as_bytes(), 0o600)?;
+    Ok((authorization, code))
+}
+
+/// The snapshot an authorization carries the key of: the one named, or the newest that covers
+/// every municipality asked for.
+fn choose_snapshot(dir: &CentralDir, req: &AuthorizeRequest) -> Result<Manifest, CentralError> {
+    let mut best: Option<Manifest> = None;
+    for entry in fs::read_dir(dir.snapshots()).map_err(io(&dir.snapshots()))?.flatten() {
+        if entry.path().extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let text = fs::read_to_string(entry.path()).map_err(io(&entry.path()))?;
+        let Ok(m) = serde_json::from_str::<Manifest>(&text) else { continue };
+        let wanted = match &req.snapshot_id {
+            Some(id) => &m.snapshot_id == id,
+            None => req.municipalities.iter().all(|c| m.municipalities.contains(c)),
+        };
+        if wanted && best.as_ref().is_none_or(|b| m.snapshot_version > b.snapshot_version) {
+            best = Some(m);
+        }
+    }
+    best.ok_or_else(|| {
+        CentralError::Authorize(match &req.snapshot_id {
+            Some(id) => format!("スナップショット {id} はこの中央にありません"),
+            None => format!(
+                "{} をすべて含むスナップショットがありません（先に `central snapshot`）",
+                region::names(&req.municipalities)
+            ),
+        })
+    })
 }

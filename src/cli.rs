@@ -8,14 +8,17 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, bail};
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Args, Parser, Subcommand};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::central::{self, CentralDir, CentralError, SnapshotOptions};
+use crate::authz::{self, Role, Section};
+use crate::central::{self, AuthorizeRequest, CentralDir, CentralError, SnapshotOptions};
 use crate::clock::{self, SharedClock};
+use crate::gate::{Gate, ImportOutcome};
 use crate::http::{self, AppState};
+use crate::keys::NodeSecretKey;
 use crate::model::MunicipalityCode;
 use crate::node::{self, Node, NodeDir, describe_region};
 use crate::person_csv::{self, CsvEncoding, ReadReport};
@@ -51,6 +54,55 @@ pub enum Command {
     /// スナップショットの検証と取り込み（ノード側）
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
+    /// 災害認可の取り込み・状態・終了（ノード側）
+    #[command(subcommand)]
+    Authz(AuthzCommand),
+    /// ノードの時計（進めることだけができる）
+    #[command(subcommand)]
+    Clock(ClockCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuthzCommand {
+    /// 認可を取り込む: ファイル（.kfauth）か、--text で認可コード
+    Import {
+        #[arg(long)]
+        dir: PathBuf,
+        /// 認可ファイル
+        file: Option<PathBuf>,
+        /// 認可コード（KFA1-…）。読み上げ・メッセージで受け取ったもの
+        #[arg(long, conflicts_with = "file")]
+        text: Option<String>,
+    },
+    /// 認可の状態を表示する
+    Status {
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// 認可を終了する（鍵を消し、検索を止める）
+    Close {
+        #[arg(long)]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClockCommand {
+    /// ノードの時刻を進める（戻すことはできない。記録される）
+    Forward {
+        #[arg(long)]
+        dir: PathBuf,
+        /// 新しい時刻（RFC 3339、時差つき。例 2024-01-01T16:10:00+09:00）
+        #[arg(long, value_parser = parse_time)]
+        to: DateTime<Utc>,
+    },
+}
+
+/// RFC 3339 with an offset, as the issue and the coordinator write times.
+fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(s.trim())
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| format!("時刻は RFC 3339 の時差つきで書いてください（例 2024-01-01T16:10:00+09:00）: {s}"))
 }
 
 #[derive(Debug, Args)]
@@ -92,6 +144,67 @@ pub enum CentralCommand {
     Synth(SynthArgs),
     /// 人物CSVを検証し、署名・暗号化した地域スナップショットを作る
     Snapshot(SnapshotArgs),
+    /// ノードを登録し、プロビジョニングバンドル（鍵・証明書）を作る
+    EnrollNode {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        node_id: String,
+        /// 担当地域: 市区町村コード（6桁）か都道府県コード（2桁）のカンマ区切り
+        #[arg(long)]
+        region: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// 災害認可を発行する（署名つき・期限つき）
+    Authorize(AuthorizeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AuthorizeArgs {
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// 災害名（例 令和6年能登半島地震）
+    #[arg(long)]
+    pub disaster: String,
+    /// 対象の市区町村コード（カンマ区切り）
+    #[arg(long)]
+    pub municipalities: String,
+    /// 対象のノードID（カンマ区切り）
+    #[arg(long)]
+    pub nodes: String,
+    /// 事業所: 10桁の事業所番号、または先頭の桁に * を付けたもの（カンマ区切り。既定: 対象の都道府県すべて）
+    #[arg(long)]
+    pub facilities: Option<String>,
+    #[arg(long, value_parser = parse_time)]
+    pub not_before: Option<DateTime<Utc>>,
+    #[arg(long, value_parser = parse_time, conflicts_with = "days")]
+    pub not_after: Option<DateTime<Utc>>,
+    /// 有効日数（既定 7日）
+    #[arg(long)]
+    pub days: Option<u32>,
+    /// 訓練用（合成データのスナップショットにだけ使える）
+    #[arg(long)]
+    pub drill: bool,
+    /// 認可ID（延長・取り消しでは同じIDに大きい連番で出し直す）
+    #[arg(long)]
+    pub id: Option<String>,
+    #[arg(long, requires = "id")]
+    pub serial: Option<u32>,
+    /// 鍵を運ぶスナップショットのID（既定: 対象市区町村をすべて含む最新）
+    #[arg(long)]
+    pub snapshot: Option<String>,
+    /// 役割ごとの閲覧範囲: "support=card,contact;receiving=..."（既定は ARCHITECTURE.md 参照）
+    #[arg(long)]
+    pub sections: Option<String>,
+    #[arg(long)]
+    pub out: PathBuf,
+    /// 認可コードを標準出力の最後の行に出す
+    #[arg(long)]
+    pub text: bool,
+    /// 認可コードのQRコード（SVG）の出力先
+    #[arg(long)]
+    pub qr: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -140,19 +253,16 @@ pub struct SnapshotArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum NodeCommand {
-    /// ノードのディレクトリを作り、中央の公開鍵と担当地域を設定する
+    /// ノードのディレクトリを作り、プロビジョニングバンドルを取り込む
     Init {
         #[arg(long)]
         dir: PathBuf,
-        /// 中央の公開鍵ファイル（central.pub）
+        /// `central enroll-node` が作ったバンドル
         #[arg(long)]
-        central_key: PathBuf,
-        /// 担当地域: 市区町村コード（6桁）か都道府県コード（2桁）のカンマ区切り
+        bundle: PathBuf,
+        /// ノード鍵をパスフレーズで封印する（起動のたびに入力が要る。環境変数 KAIGO_FIELD_PASSPHRASE でも可）
         #[arg(long)]
-        region: String,
-        /// ノードID（既定: ランダム）
-        #[arg(long)]
-        node_id: Option<String>,
+        seal: bool,
     },
 }
 
@@ -193,22 +303,84 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Central(CentralCommand::Synth(args)) => synth_command(&args),
         Command::Central(CentralCommand::Snapshot(args)) => snapshot_command(&args, &clock),
-        Command::Node(NodeCommand::Init {
-            dir,
-            central_key,
-            region,
-            node_id,
-        }) => {
+        Command::Central(CentralCommand::EnrollNode { dir, node_id, region, out }) => {
             let region = Region::parse(&region)?;
-            let node_id = node_id.unwrap_or_else(random_node_id);
-            let info = node::init(&NodeDir::new(&dir), &central_key, &node_id, &region)?;
+            let public = central::enroll_node(&CentralDir::new(&dir), &node_id, &region, &out)?;
+            println!(
+                "ノード {node_id} を登録しました（担当地域: {}、鍵ID {}）",
+                describe_region(&region),
+                public.key_id()
+            );
+            println!(
+                "バンドル: {}（秘密のファイルです。ノードで `node init --bundle` した後は消してください）",
+                out.display()
+            );
+            Ok(())
+        }
+        Command::Central(CentralCommand::Authorize(args)) => authorize_command(&args, &clock).map(|_| ()),
+        Command::Node(NodeCommand::Init { dir, bundle, seal }) => {
+            let passphrase = if seal { Some(new_passphrase()?) } else { None };
+            let info = node::init(&NodeDir::new(&dir), &bundle, passphrase.as_deref().map(|p| p.as_str()))?;
             println!("ノードを作りました: {}", dir.display());
             println!(
-                "ノードID: {}  担当地域: {}  中央の鍵ID: {}",
+                "ノードID: {}  担当地域: {}  中央の鍵ID: {}{}",
                 info.node_id,
                 describe_region(&info.region),
-                info.central_key.key_id()
+                info.central_key.key_id(),
+                if seal { "  ノード鍵: パスフレーズで封印" } else { "" }
             );
+            Ok(())
+        }
+        Command::Authz(AuthzCommand::Import { dir, file, text }) => {
+            let code = match (file, text) {
+                (_, Some(text)) => text,
+                (Some(file), None) => {
+                    fs::read_to_string(&file).with_context(|| format!("{} を読めません", file.display()))?
+                }
+                (None, None) => bail!("認可ファイルか --text で認可コードを指定してください"),
+            };
+            let mut node = Node::open(&NodeDir::new(dir))?;
+            let secret = open_secret(&node)?;
+            match node.import_authorization(&code, &secret, clock.as_ref())? {
+                ImportOutcome::Activated { id, serial, until } => {
+                    println!("認可を取り込みました（{id} 連番 {serial}）。{} まで検索できます。", authz::jst(until));
+                }
+                ImportOutcome::Closed { id, serial } => {
+                    println!("認可 {id} は連番 {serial} で終了しました。検索はできません。");
+                }
+            }
+            Ok(())
+        }
+        Command::Authz(AuthzCommand::Status { dir }) => {
+            let mut node = Node::open(&NodeDir::new(dir))?;
+            node.note_running_time(clock.as_ref())?;
+            match node.check_access(clock.as_ref()) {
+                Ok(row) => println!(
+                    "有効: {}（{} 連番 {}）{} 〜 {}{}",
+                    row.disaster,
+                    row.id,
+                    row.serial,
+                    authz::jst(row.not_before),
+                    authz::jst(row.not_after),
+                    if row.drill { "  訓練" } else { "" }
+                ),
+                Err(denied) => println!("無効: {denied}"),
+            }
+            Ok(())
+        }
+        Command::Authz(AuthzCommand::Close { dir }) => {
+            let mut node = Node::open(&NodeDir::new(dir))?;
+            match node.close_authorization(clock.as_ref())? {
+                Some(id) => println!("認可 {id} を終了しました。鍵は消え、検索はできません。"),
+                None => println!("有効な認可はありません。"),
+            }
+            Ok(())
+        }
+        Command::Clock(ClockCommand::Forward { dir, to }) => {
+            let mut node = Node::open(&NodeDir::new(dir))?;
+            let before = node.now(clock.as_ref())?;
+            node.move_clock_forward(to, clock.as_ref())?;
+            println!("ノードの時刻を {} から {} に進めました（記録しました）。", authz::jst(before), authz::jst(to));
             Ok(())
         }
         Command::Snapshot(SnapshotCommand::Verify { dir, file, quiet }) => {
@@ -228,21 +400,11 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn random_node_id() -> String {
-    use rand::Rng;
-    format!("node-{:08x}", rand::rngs::OsRng.r#gen::<u32>())
-}
-
 fn print_manifest(m: &Manifest) {
-    println!(
-        "  版: {}  人数: {}  市区町村: {}",
-        m.snapshot_version,
-        m.record_count,
-        region::names(&m.municipalities)
-    );
+    println!("  版: {}  人数: {}  市区町村: {}", m.snapshot_version, m.record_count, region::names(&m.municipalities));
     println!(
         "  作成: {}  合成データ: {}  ID: {}",
-        http::jst(m.created_at),
+        authz::jst(m.created_at),
         if m.synthetic { "はい" } else { "いいえ" },
         m.snapshot_id
     );
@@ -256,9 +418,7 @@ fn parse_municipalities(s: &str) -> Result<Vec<MunicipalityCode>> {
         .map(MunicipalityCode::parse)
         .collect::<Result<Vec<_>, _>>()?;
     if codes.is_empty() {
-        bail!(
-            "--municipalities に6桁の市区町村コードを1つ以上指定してください（例: 172049,172057）"
-        );
+        bail!("--municipalities に6桁の市区町村コードを1つ以上指定してください（例: 172049,172057）");
     }
     Ok(codes)
 }
@@ -266,10 +426,7 @@ fn parse_municipalities(s: &str) -> Result<Vec<MunicipalityCode>> {
 pub fn synth_command(args: &SynthArgs) -> Result<()> {
     let codes = parse_municipalities(&args.municipalities)?;
     if args.persons > crate::limits::SYNTH_PERSONS_MAX {
-        bail!(
-            "--persons は {} 人までです",
-            crate::limits::SYNTH_PERSONS_MAX
-        );
+        bail!("--persons は {} 人までです", crate::limits::SYNTH_PERSONS_MAX);
     }
     let params = synth::Params {
         municipalities: codes,
@@ -278,13 +435,9 @@ pub fn synth_command(args: &SynthArgs) -> Result<()> {
         as_of: args.as_of.unwrap_or_else(synth::default_as_of),
     };
     let mut generator = synth::Generator::new(params.clone())?;
-    let out =
-        File::create(&args.out).with_context(|| format!("{} を作れません", args.out.display()))?;
+    let out = File::create(&args.out).with_context(|| format!("{} を作れません", args.out.display()))?;
     let mut writer = person_csv::Writer::new(BufWriter::with_capacity(1 << 20, out))?;
-    let mut queries = args
-        .queries
-        .as_ref()
-        .map(|_| QueryMaker::new(args.seed, args.persons, args.query_count));
+    let mut queries = args.queries.as_ref().map(|_| QueryMaker::new(args.seed, args.persons, args.query_count));
     let mut progress = Progress::new("合成", args.persons, args.quiet);
     for i in 0..args.persons {
         let p = generator.person();
@@ -297,24 +450,15 @@ pub fn synth_command(args: &SynthArgs) -> Result<()> {
     writer.finish()?.flush()?;
     progress.finish();
     if let (Some(path), Some(maker)) = (&args.queries, queries) {
-        let mut absent = synth::Generator::new(synth::Params {
-            seed: params.seed ^ 0xAB5E_0000_0000_0001,
-            ..params
-        })?;
+        let mut absent = synth::Generator::new(synth::Params { seed: params.seed ^ 0xAB5E_0000_0000_0001, ..params })?;
         let list = maker.finish(|| absent.person());
-        let mut w = BufWriter::new(
-            File::create(path).with_context(|| format!("{} を作れません", path.display()))?,
-        );
+        let mut w = BufWriter::new(File::create(path).with_context(|| format!("{} を作れません", path.display()))?);
         for q in &list {
             serde_json::to_writer(&mut w, q)?;
             w.write_all(b"\n")?;
         }
         w.flush()?;
-        eprintln!(
-            "問い合わせ {} 件を {} に書きました",
-            list.len(),
-            path.display()
-        );
+        eprintln!("問い合わせ {} 件を {} に書きました", list.len(), path.display());
     }
     eprintln!("{} 人を {} に書きました", args.persons, args.out.display());
     Ok(())
@@ -328,53 +472,32 @@ fn print_report(r: &ReadReport) {
         eprintln!("誤り: {p}");
     }
     if r.rows_with_errors as usize > r.errors.len() {
-        eprintln!(
-            "（ほかにも誤りがあります。表示は先頭 {} 件まで）",
-            r.errors.len()
-        );
+        eprintln!("（ほかにも誤りがあります。表示は先頭 {} 件まで）", r.errors.len());
     }
     for w in &r.warnings {
         eprintln!("注意: {w}");
     }
     if r.warning_count as usize > r.warnings.len() {
-        eprintln!(
-            "（注意はほかに {} 件）",
-            r.warning_count as usize - r.warnings.len()
-        );
+        eprintln!("（注意はほかに {} 件）", r.warning_count as usize - r.warnings.len());
     }
-    eprintln!(
-        "行数 {}、有効 {}、誤りのある行 {}、注意 {}",
-        r.rows, r.valid, r.rows_with_errors, r.warning_count
-    );
+    eprintln!("行数 {}、有効 {}、誤りのある行 {}、注意 {}", r.rows, r.valid, r.rows_with_errors, r.warning_count);
 }
 
 pub fn snapshot_command(args: &SnapshotArgs, clock: &SharedClock) -> Result<()> {
     let encoding = match args.encoding.as_str() {
         "auto" => None,
-        other => Some(CsvEncoding::parse(other).with_context(|| {
-            format!("--encoding {other} は使えません: auto, utf-8, shift_jis のいずれか")
-        })?),
+        other => Some(
+            CsvEncoding::parse(other)
+                .with_context(|| format!("--encoding {other} は使えません: auto, utf-8, shift_jis のいずれか"))?,
+        ),
     };
-    let options = SnapshotOptions {
-        encoding,
-        skip_invalid: args.skip_invalid,
-        synthetic: args.synthetic,
-        quiet: args.quiet,
-    };
-    match central::build_snapshot(
-        &CentralDir::new(&args.dir),
-        &args.input,
-        &args.out,
-        &options,
-        clock.as_ref(),
-    ) {
+    let options =
+        SnapshotOptions { encoding, skip_invalid: args.skip_invalid, synthetic: args.synthetic, quiet: args.quiet };
+    match central::build_snapshot(&CentralDir::new(&args.dir), &args.input, &args.out, &options, clock.as_ref()) {
         Ok(outcome) => {
             print_report(&outcome.report);
             if outcome.report.rows_with_errors > 0 {
-                eprintln!(
-                    "--skip-invalid: 誤りのある {} 行を除きました",
-                    outcome.report.rows_with_errors
-                );
+                eprintln!("--skip-invalid: 誤りのある {} 行を除きました", outcome.report.rows_with_errors);
             }
             println!("スナップショットを作りました: {}", args.out.display());
             print_manifest(&outcome.manifest);
@@ -392,22 +515,108 @@ pub fn snapshot_command(args: &SnapshotArgs, clock: &SharedClock) -> Result<()> 
 /// the certificate fingerprint.
 type Banner = dyn Fn(&str, &str);
 
-/// Serves a node until SIGINT or SIGTERM. `ready` hears the bound address (for the demo's
-/// banner and for tests that listen on port 0).
-fn serve(
-    dir: &NodeDir,
-    listen: SocketAddr,
-    clock: SharedClock,
-    banner: Option<&Banner>,
-) -> Result<()> {
+/// The passphrase for a sealed node key: from KAIGO_FIELD_PASSPHRASE, or asked on the terminal.
+fn open_secret(node: &Node) -> Result<NodeSecretKey> {
+    let sealed = NodeSecretKey::is_sealed(&node.dir.node_key())?;
+    let passphrase = if sealed {
+        Some(match std::env::var("KAIGO_FIELD_PASSPHRASE") {
+            Ok(p) => zeroize::Zeroizing::new(p),
+            Err(_) => zeroize::Zeroizing::new(
+                rpassword::prompt_password("ノード鍵のパスフレーズ: ").context("パスフレーズを読めません")?,
+            ),
+        })
+    } else {
+        None
+    };
+    Ok(node.secret_key(passphrase.as_deref().map(|p| p.as_str()))?)
+}
+
+fn new_passphrase() -> Result<zeroize::Zeroizing<String>> {
+    if let Ok(p) = std::env::var("KAIGO_FIELD_PASSPHRASE") {
+        return Ok(zeroize::Zeroizing::new(p));
+    }
+    let first = zeroize::Zeroizing::new(rpassword::prompt_password("新しいパスフレーズ: ")?);
+    let second = zeroize::Zeroizing::new(rpassword::prompt_password("もう一度: ")?);
+    if first != second {
+        bail!("パスフレーズが一致しません");
+    }
+    if first.chars().count() < 8 {
+        bail!("パスフレーズは8文字以上にしてください");
+    }
+    Ok(first)
+}
+
+/// "support=card,contact;receiving=card" into role sections.
+fn parse_sections(s: &str) -> Result<Vec<(Role, Vec<Section>)>> {
+    let mut out = Vec::new();
+    for part in s.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+        let (role, list) = part.split_once('=').context("--sections は 役割=項目,項目;役割=… の形です")?;
+        let role = Role::parse(role.trim())
+            .with_context(|| format!("役割 {role} はありません（support, receiving, coordinator）"))?;
+        let sections = list
+            .split(',')
+            .map(|x| {
+                Section::parse(x.trim()).with_context(|| {
+                    let names: Vec<&str> = Section::ALL.iter().map(|s| s.name()).collect();
+                    format!("項目 {x} はありません（{}）", names.join(", "))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        out.push((role, sections));
+    }
+    Ok(out)
+}
+
+pub fn authorize_command(args: &AuthorizeArgs, clock: &SharedClock) -> Result<String> {
+    let req = AuthorizeRequest {
+        disaster: args.disaster.clone(),
+        municipalities: parse_municipalities(&args.municipalities)?,
+        nodes: args.nodes.split(',').map(str::trim).filter(|n| !n.is_empty()).map(str::to_owned).collect(),
+        facilities: args
+            .facilities
+            .as_deref()
+            .map(|f| f.split(',').map(str::trim).filter(|x| !x.is_empty()).map(str::to_owned).collect())
+            .unwrap_or_default(),
+        not_before: args.not_before,
+        not_after: args.not_after,
+        days: args.days,
+        drill: args.drill,
+        id: args.id.clone(),
+        serial: args.serial,
+        snapshot_id: args.snapshot.clone(),
+        sections: args.sections.as_deref().map(parse_sections).transpose()?,
+    };
+    let (a, code) = central::authorize(&CentralDir::new(&args.dir), &req, clock.as_ref())?;
+    fs::write(&args.out, format!("{code}\n")).with_context(|| format!("{} に書けません", args.out.display()))?;
+    if let Some(qr) = &args.qr {
+        let svg = authz::qr_svg(&code)?;
+        fs::write(qr, svg).with_context(|| format!("{} に書けません", qr.display()))?;
+    }
+    println!(
+        "認可 {} 連番 {} を発行しました: {}（{}）{} 〜 {}{}",
+        a.id,
+        a.serial,
+        a.disaster,
+        region::names(&a.municipalities),
+        authz::jst(a.not_before()),
+        authz::jst(a.not_after()),
+        if a.drill { "  訓練" } else { "" }
+    );
+    println!("ノード: {}  ファイル: {}（{} 文字）", req.nodes.join(", "), args.out.display(), code.len());
+    if args.text {
+        println!("{code}");
+    }
+    Ok(code)
+}
+
+/// Serves a node until SIGINT or SIGTERM. `banner` prints extra lines once listening.
+fn serve(dir: &NodeDir, listen: SocketAddr, clock: SharedClock, banner: Option<&Banner>) -> Result<()> {
     let node = Node::open(dir)?;
+    let secret = open_secret(&node)?;
     let identity = tls::ensure_server_identity(&dir.tls(), &node.info.node_id)?;
     let fingerprint = identity.fingerprint.clone();
     let config = tls::server_config(identity)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("tokio を起動できません")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("tokio を起動できません")?;
     runtime.block_on(async move {
         let listener = TcpListener::bind(listen)
             .await
@@ -424,31 +633,37 @@ fn serve(
         std::io::stdout().flush()?;
         let state = AppState {
             node: Arc::new(Mutex::new(node)),
+            gate: Arc::new(Gate::new()),
+            secret: Arc::new(secret),
             clock,
             fingerprint,
         };
         let shutdown = CancellationToken::new();
         tokio::spawn(server::cancel_on_signal(shutdown.clone()));
-        server::run(listener, config, http::router(state), shutdown).await?;
+        let keeper = tokio::spawn(http::keep_time(state.clone(), shutdown.clone()));
+        server::run(listener, config, http::router(state.clone()), shutdown.clone()).await?;
+        shutdown.cancel();
+        keeper.await.context("時刻の見張りが異常終了しました")?;
+        state.gate.close();
         println!("停止しました。");
         Ok(())
     })
 }
 
 fn demo(args: DemoArgs, clock: SharedClock) -> Result<()> {
-    let root = args
-        .dir
-        .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join("kaigo-field-demo"));
+    let root = args.dir.clone().unwrap_or_else(|| std::env::temp_dir().join("kaigo-field-demo"));
     let node_dir = NodeDir::new(root.join("node"));
     if args.fresh && root.exists() {
         fs::remove_dir_all(&root).with_context(|| format!("{} を消せません", root.display()))?;
     }
     if node_dir.db().exists() {
-        println!(
-            "既存のデモを使います: {}（作り直すには --fresh）",
-            root.display()
-        );
+        println!("既存のデモを使います: {}（作り直すには --fresh）", root.display());
+        let mut node = Node::open(&node_dir)?;
+        if node.check_access(clock.as_ref()).is_err() {
+            // The drill window of an earlier run is over: issue a fresh one, as a coordinator
+            // would ask the central for.
+            demo_authorize(&root, &mut node, &args, &clock)?;
+        }
     } else {
         demo_setup(&root, &node_dir, &args, &clock)?;
     }
@@ -458,10 +673,8 @@ fn demo(args: DemoArgs, clock: SharedClock) -> Result<()> {
         args.listen,
         clock,
         Some(&move |_url: &str, _fp: &str| {
-            println!("デモ: 合成地域 {persons} 人のスナップショットを取り込み済みです。");
-            println!(
-                "ログイン: まだありません（この版は状態ページのみ。職員の登録と検索は今後の版で追加されます）"
-            );
+            println!("デモ: 合成地域 {persons} 人のスナップショットと、7日間の訓練用の災害認可を取り込み済みです。");
+            println!("ログイン: まだありません（この版は状態ページのみ。職員の登録と検索は今後の版で追加されます）");
         }),
     )
 }
@@ -496,8 +709,41 @@ fn demo_setup(root: &Path, node_dir: &NodeDir, args: &DemoArgs, clock: &SharedCl
         clock,
     )?;
     let region = Region::parse(&args.municipalities)?;
-    node::init(node_dir, &central_dir.public_key(), "demo-node", &region)?;
+    let bundle = root.join("demo-node.bundle");
+    central::enroll_node(&central_dir, DEMO_NODE, &region, &bundle)?;
+    node::init(node_dir, &bundle, None)?;
+    fs::remove_file(&bundle)?;
     let mut node = Node::open(node_dir)?;
     node.import(&snap, clock.as_ref(), false)?;
+    demo_authorize(root, &mut node, args, clock)
+}
+
+const DEMO_NODE: &str = "demo-node";
+
+/// A 7-day drill authorization for the demo node, issued and imported.
+fn demo_authorize(root: &Path, node: &mut Node, args: &DemoArgs, clock: &SharedClock) -> Result<()> {
+    let code = authorize_command(
+        &AuthorizeArgs {
+            dir: root.join("central"),
+            disaster: "訓練：奥能登地震（デモ）".into(),
+            municipalities: args.municipalities.clone(),
+            nodes: DEMO_NODE.into(),
+            facilities: None,
+            not_before: None,
+            not_after: None,
+            days: None,
+            drill: true,
+            id: Some("demo-drill".into()),
+            serial: None,
+            snapshot: None,
+            sections: None,
+            out: root.join("demo.kfauth"),
+            text: false,
+            qr: Some(root.join("demo-auth.svg")),
+        },
+        clock,
+    )?;
+    let secret = node.secret_key(None)?;
+    node.import_authorization(&code, &secret, clock.as_ref())?;
     Ok(())
 }

@@ -10,22 +10,88 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use chrono::{DateTime, FixedOffset, Utc};
 use tracing::Instrument;
 
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use tokio_util::sync::CancellationToken;
+
+use crate::authz::jst;
 use crate::clock::SharedClock;
+use crate::gate::{Denied, Gate, OpenData};
+use crate::keys::NodeSecretKey;
 use crate::limits::REQUEST_BODY_BYTES_MAX;
+use crate::limits::TIME_TICK_SECONDS;
+use crate::node::NodeError;
 use crate::node::{Node, describe_region};
 use crate::region;
-use crate::views::{self, SnapshotView, StatusView};
+use crate::views::{self, AuthorizationView, SnapshotView, StatusView};
 
 /// What every handler may use.
 #[derive(Clone)]
 pub struct AppState {
     /// The node and its store. Only touched inside `spawn_blocking`.
     pub node: Arc<Mutex<Node>>,
+    /// The only way to decrypted records.
+    pub gate: Arc<Gate>,
+    pub secret: Arc<NodeSecretKey>,
     pub clock: SharedClock,
     pub fingerprint: String,
+}
+
+impl AppState {
+    /// Runs `f` with the node locked, off the async runtime.
+    async fn with_node<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Node, &AppState) -> T + Send + 'static,
+    ) -> Result<T, AppError> {
+        let state = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut node = state.node.lock().map_err(|_| AppError::Internal("node lock poisoned".into()))?;
+            Ok(f(&mut node, &state))
+        })
+        .await
+        .map_err(|e| AppError::Internal(e.to_string()))?
+    }
+}
+
+/// Proof that an authorization is in force and the data is open: a handler that serves
+/// personal data takes this extractor, so a missing check is a compile error.
+pub struct Authorized(pub Arc<OpenData>);
+
+impl FromRequestParts<AppState> for Authorized {
+    type Rejection = Response;
+
+    async fn from_request_parts(_parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let result = state
+            .with_node(|node, s| s.gate.access(node, &s.secret, s.clock.as_ref()))
+            .await
+            .map_err(IntoResponse::into_response)?;
+        result.map(Authorized).map_err(|denied| AppError::Denied(denied).into_response())
+    }
+}
+
+/// Every few seconds: note the node's running time as trusted, and close the authorization at
+/// its not-after (dropping the open data), so expiry does not wait for the next request.
+pub async fn keep_time(state: AppState, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(TIME_TICK_SECONDS));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let result = state
+            .with_node(|node, s| {
+                if let Err(e) = node.note_running_time(s.clock.as_ref()) {
+                    tracing::error!(error = %e, "cannot record trusted time");
+                }
+                s.gate.access(node, &s.secret, s.clock.as_ref()).map(|_| ())
+            })
+            .await;
+        if let Ok(Err(denied)) = result {
+            tracing::debug!(%denied, "data closed");
+        }
+    }
 }
 
 /// The one error type at the HTTP edge: the client gets a safe Japanese page, the detail is
@@ -33,6 +99,9 @@ pub struct AppState {
 #[derive(Debug)]
 pub enum AppError {
     Internal(String),
+    /// The data may not be read now: 403 with the reason and what to do (503 when the clock is
+    /// behind, which is a fault of the node rather than a refusal).
+    Denied(Denied),
 }
 
 impl IntoResponse for AppError {
@@ -46,6 +115,15 @@ impl IntoResponse for AppError {
                 );
                 (StatusCode::INTERNAL_SERVER_ERROR, Html(page.into_string())).into_response()
             }
+            AppError::Denied(denied) => {
+                let status = match denied {
+                    Denied::ClockBehind { .. } | Denied::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+                    _ => StatusCode::FORBIDDEN,
+                };
+                tracing::info!(%denied, "data access refused");
+                let page = views::error_page("検索できません", &denied.to_string());
+                (status, Html(page.into_string())).into_response()
+            }
         }
     }
 }
@@ -53,6 +131,7 @@ impl IntoResponse for AppError {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(status))
+        .route("/search", get(search))
         .route("/static/style.css", get(stylesheet))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(REQUEST_BODY_BYTES_MAX))
@@ -61,51 +140,56 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Japan Standard Time, for everything shown to people.
-pub fn jst(t: DateTime<Utc>) -> String {
-    let offset = FixedOffset::east_opt(9 * 3600).expect("+09:00 is a valid offset");
-    t.with_timezone(&offset)
-        .format("%Y-%m-%d %H:%M:%S（日本時間）")
-        .to_string()
-}
-
 async fn status(State(state): State<AppState>) -> Result<Html<String>, AppError> {
-    let node = state.node.clone();
-    let now = state.clock.now();
-    let fingerprint = state.fingerprint.clone();
-    let view = tokio::task::spawn_blocking(move || -> Result<StatusView, AppError> {
-        let node = node
-            .lock()
-            .map_err(|_| AppError::Internal("node lock poisoned".into()))?;
-        let current = node
-            .current_manifest()
-            .map_err(|e| AppError::Internal(e.to_string()))?;
-        Ok(StatusView {
-            node_id: node.info.node_id.clone(),
-            region: describe_region(&node.info.region),
-            snapshot: current.map(|(held, m)| SnapshotView {
-                version: m.snapshot_version,
-                created_at: jst(m.created_at),
-                imported_at: jst(held.imported_at),
-                record_count: m.record_count,
-                municipalities: region::names(&m.municipalities),
-                synthetic: m.synthetic,
-                snapshot_id: m.snapshot_id,
-            }),
-            fingerprint,
-            now: jst(now),
+    let view = state
+        .with_node(|node, s| -> Result<StatusView, AppError> {
+            let internal = |e: NodeError| AppError::Internal(e.to_string());
+            let now = node.now(s.clock.as_ref()).map_err(internal)?;
+            let current = node.current_manifest().map_err(internal)?;
+            let authorization = match s.gate.access(node, &s.secret, s.clock.as_ref()) {
+                Ok(open) => AuthorizationView::Active {
+                    disaster: open.authorization.disaster.clone(),
+                    from: jst(open.authorization.not_before()),
+                    until: jst(open.authorization.not_after()),
+                    municipalities: region::names(&open.authorization.municipalities),
+                    drill: open.authorization.drill,
+                    records_open: open.records.len(),
+                    nodes: open.authorization.nodes.len(),
+                },
+                Err(denied) => AuthorizationView::Inactive {
+                    clock_behind: matches!(denied, Denied::ClockBehind { .. }),
+                    message: denied.to_string(),
+                },
+            };
+            Ok(StatusView {
+                node_id: node.info.node_id.clone(),
+                region: describe_region(&node.info.region),
+                snapshot: current.map(|(held, m)| SnapshotView {
+                    version: m.snapshot_version,
+                    created_at: jst(m.created_at),
+                    imported_at: jst(held.imported_at),
+                    record_count: m.record_count,
+                    municipalities: region::names(&m.municipalities),
+                    synthetic: m.synthetic,
+                    snapshot_id: m.snapshot_id,
+                }),
+                authorization,
+                fingerprint: s.fingerprint.clone(),
+                now: jst(now),
+            })
         })
-    })
-    .await
-    .map_err(|e| AppError::Internal(e.to_string()))??;
+        .await??;
     Ok(Html(views::status(&view).into_string()))
 }
 
+/// The search page's entry: open only under an authorization. Staff login and the search form
+/// come with the staff and search issues; until then it says so.
+async fn search(Authorized(open): Authorized) -> Html<String> {
+    Html(views::search_closed_to_anonymous(&open.authorization.disaster, open.authorization.drill).into_string())
+}
+
 async fn stylesheet() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
-        include_str!("../static/style.css"),
-    )
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], include_str!("../static/style.css"))
 }
 
 async fn not_found() -> impl IntoResponse {
@@ -129,11 +213,7 @@ async fn security_headers(request: Request, next: Next) -> Response {
     );
     set(h, "x-content-type-options", "nosniff");
     set(h, "referrer-policy", "no-referrer");
-    set(
-        h,
-        "permissions-policy",
-        "camera=(), microphone=(), geolocation=(), interest-cohort=()",
-    );
+    set(h, "permissions-policy", "camera=(), microphone=(), geolocation=(), interest-cohort=()");
     set(h, "x-frame-options", "DENY");
     set(h, "cache-control", "no-store");
     response
@@ -142,20 +222,14 @@ async fn security_headers(request: Request, next: Next) -> Response {
 /// One span per request, named by the matched route (never the raw path, which may one day
 /// carry identifiers).
 async fn request_span(request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "(unmatched)".to_owned(), |p| p.as_str().to_owned());
+    let route =
+        request.extensions().get::<MatchedPath>().map_or_else(|| "(unmatched)".to_owned(), |p| p.as_str().to_owned());
     let method = request.method().clone();
     let span = tracing::info_span!("request", %method, %route);
     async move {
         let started = Instant::now();
         let response = next.run(request).await;
-        tracing::info!(
-            status = response.status().as_u16(),
-            millis = started.elapsed().as_millis() as u64,
-            "served"
-        );
+        tracing::info!(status = response.status().as_u16(), millis = started.elapsed().as_millis() as u64, "served");
         response
     }
     .instrument(span)

@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
+use chacha20poly1305::aead::{Aead, KeyInit};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use hmac::{Hmac, Mac};
 use rand::RngCore;
@@ -24,51 +26,30 @@ use crate::model::{InsuredNumber, InsurerNumber, PersonId};
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error("{path}: 読み書きできません: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error(
         "{path}: kaigo-field の{what}ファイルではありません（先頭行が {expected:?} ではない、または内容が壊れています）"
     )]
-    Format {
-        path: PathBuf,
-        what: &'static str,
-        expected: &'static str,
-    },
+    Format { path: PathBuf, what: &'static str, expected: &'static str },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> KeyError + '_ {
-    move |source| KeyError::Io {
-        path: path.to_owned(),
-        source,
-    }
+    move |source| KeyError::Io { path: path.to_owned(), source }
 }
 
 /// Writes `contents` to `path` atomically with the given mode: a temporary file beside it,
 /// fsync, rename, fsync of the directory.
 pub fn write_file_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), KeyError> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    ));
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(io_err(&tmp))?;
+    let tmp =
+        dir.join(format!(".{}.tmp", path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()));
+    let mut f =
+        OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp).map_err(io_err(&tmp))?;
     f.write_all(contents).map_err(io_err(&tmp))?;
     f.sync_all().map_err(io_err(&tmp))?;
     drop(f);
     fs::rename(&tmp, path).map_err(io_err(path))?;
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir))?;
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))?;
     Ok(())
 }
 
@@ -89,11 +70,7 @@ fn read_key_file<const N: usize>(
     what: &'static str,
 ) -> Result<Zeroizing<[u8; N]>, KeyError> {
     let text = Zeroizing::new(fs::read_to_string(path).map_err(io_err(path))?);
-    let bad = || KeyError::Format {
-        path: path.to_owned(),
-        what,
-        expected: header,
-    };
+    let bad = || KeyError::Format { path: path.to_owned(), what, expected: header };
     let mut lines = text.lines();
     if lines.next() != Some(header) {
         return Err(bad());
@@ -170,17 +147,11 @@ impl CentralPublicKey {
     }
 
     pub fn verify(&self, message: &[u8], signature: &[u8; 64]) -> bool {
-        self.0
-            .verify(message, &Signature::from_bytes(signature))
-            .is_ok()
+        self.0.verify(message, &Signature::from_bytes(signature)).is_ok()
     }
 
     pub fn save(&self, path: &Path) -> Result<(), KeyError> {
-        write_file_atomic(
-            path,
-            key_file_text(PUBLIC_HEADER, self.0.as_bytes()).as_bytes(),
-            0o644,
-        )
+        write_file_atomic(path, key_file_text(PUBLIC_HEADER, self.0.as_bytes()).as_bytes(), 0o644)
     }
 
     pub fn load(path: &Path) -> Result<Self, KeyError> {
@@ -255,7 +226,7 @@ impl PersonIdKey {
     /// The person's pseudonymous id: HMAC-SHA256 over the paying 保険者番号 and the
     /// 被保険者番号, the first 16 bytes in hex. Stable across snapshots from the same central.
     pub fn person_id(&self, insurer: &InsurerNumber, insured: &InsuredNumber) -> PersonId {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC takes any key length");
         mac.update(insurer.as_str().as_bytes());
         mac.update(b"/");
         mac.update(insured.as_str().as_bytes());
@@ -270,6 +241,177 @@ impl PersonIdKey {
     pub fn load(path: &Path) -> Result<Self, KeyError> {
         let bytes = read_key_file::<32>(path, PERSON_ID_HEADER, "個人ID鍵")?;
         Ok(PersonIdKey(*bytes))
+    }
+}
+
+const NODE_KEY_HEADER: &str = "kaigo-field node key v1";
+const NODE_KEY_SEALED_HEADER: &str = "kaigo-field node key sealed v1";
+const NODE_PUBLIC_HEADER: &str = "kaigo-field node public key v1";
+
+/// The node's X25519 secret: it unwraps the snapshot data key that an authorization carries for
+/// this node. On disk in clear (mode 0600) or sealed with the coordinator's passphrase.
+pub struct NodeSecretKey(crypto_box::SecretKey);
+
+impl fmt::Debug for NodeSecretKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "NodeSecretKey(public {})", self.public().key_id())
+    }
+}
+
+/// The node's X25519 public key, which the central wraps data keys for.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NodePublicKey(crypto_box::PublicKey);
+
+impl fmt::Debug for NodePublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "NodePublicKey({})", self.key_id())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UnwrapError {
+    #[error("データ鍵を開けません（このノード用に包まれた鍵ではありません）")]
+    WrongKey,
+    #[error("パスフレーズが違います（ノード鍵を開けません）")]
+    WrongPassphrase,
+    #[error(
+        "ノード鍵はパスフレーズで封印されています。KAIGO_FIELD_PASSPHRASE か端末の入力でパスフレーズを与えてください"
+    )]
+    PassphraseNeeded,
+}
+
+impl NodeSecretKey {
+    pub fn generate() -> Self {
+        NodeSecretKey(crypto_box::SecretKey::generate(&mut OsRng))
+    }
+
+    pub fn public(&self) -> NodePublicKey {
+        NodePublicKey(self.0.public_key())
+    }
+
+    /// Opens a data key sealed for this node.
+    pub fn unwrap_data_key(&self, wrapped: &[u8]) -> Result<DataKey, UnwrapError> {
+        let plain = Zeroizing::new(self.0.unseal(wrapped).map_err(|_| UnwrapError::WrongKey)?);
+        let bytes: [u8; 32] = plain.as_slice().try_into().map_err(|_| UnwrapError::WrongKey)?;
+        Ok(DataKey(bytes))
+    }
+
+    /// The key file's text: in clear, or sealed under a key derived from `passphrase` with
+    /// Argon2id (random salt) and XChaCha20-Poly1305.
+    pub fn to_file_text(&self, passphrase: Option<&str>) -> Zeroizing<String> {
+        let secret = Zeroizing::new(self.0.to_bytes());
+        let Some(passphrase) = passphrase else {
+            return key_file_text(NODE_KEY_HEADER, &*secret);
+        };
+        let mut salt = [0u8; 16];
+        OsRng.fill_bytes(&mut salt);
+        let kek = passphrase_key(passphrase, &salt);
+        let mut nonce = [0u8; 24];
+        OsRng.fill_bytes(&mut nonce);
+        let sealed = XChaCha20Poly1305::new((&*kek).into())
+            .encrypt(XNonce::from_slice(&nonce), secret.as_slice())
+            .expect("encrypting 32 bytes cannot fail");
+        Zeroizing::new(format!(
+            "{NODE_KEY_SEALED_HEADER}\n{}\n{}\n{}\n",
+            B64.encode(salt),
+            B64.encode(nonce),
+            B64.encode(sealed)
+        ))
+    }
+
+    /// Reads an unsealed key file's text (as a bundle carries it).
+    pub fn from_file_text(text: &str) -> Option<Self> {
+        let mut lines = text.lines();
+        if lines.next() != Some(NODE_KEY_HEADER) {
+            return None;
+        }
+        let bytes = Zeroizing::new(B64.decode(lines.next()?.trim()).ok()?);
+        let arr: [u8; 32] = bytes.as_slice().try_into().ok()?;
+        Some(NodeSecretKey(crypto_box::SecretKey::from_bytes(arr)))
+    }
+
+    pub fn save(&self, path: &Path, passphrase: Option<&str>) -> Result<(), KeyError> {
+        write_secret_file(path, self.to_file_text(passphrase).as_bytes())
+    }
+
+    /// Whether the key file at `path` is sealed with a passphrase.
+    pub fn is_sealed(path: &Path) -> Result<bool, KeyError> {
+        let text = Zeroizing::new(fs::read_to_string(path).map_err(io_err(path))?);
+        Ok(text.starts_with(NODE_KEY_SEALED_HEADER))
+    }
+
+    pub fn load(path: &Path, passphrase: Option<&str>) -> Result<Result<Self, UnwrapError>, KeyError> {
+        let text = Zeroizing::new(fs::read_to_string(path).map_err(io_err(path))?);
+        let bad = || KeyError::Format { path: path.to_owned(), what: "ノード鍵", expected: NODE_KEY_HEADER };
+        if !text.starts_with(NODE_KEY_SEALED_HEADER) {
+            let bytes = read_key_file::<32>(path, NODE_KEY_HEADER, "ノード鍵")?;
+            return Ok(Ok(NodeSecretKey(crypto_box::SecretKey::from_bytes(*bytes))));
+        }
+        let Some(passphrase) = passphrase else { return Ok(Err(UnwrapError::PassphraseNeeded)) };
+        let lines: Vec<&str> = text.lines().collect();
+        if lines.len() != 4 {
+            return Err(bad());
+        }
+        let field = |i: usize| B64.decode(lines[i].trim()).map_err(|_| bad());
+        let (salt, nonce, sealed) = (field(1)?, field(2)?, field(3)?);
+        if nonce.len() != 24 {
+            return Err(bad());
+        }
+        let kek = passphrase_key(passphrase, &salt);
+        let Ok(plain) = XChaCha20Poly1305::new((&*kek).into()).decrypt(XNonce::from_slice(&nonce), sealed.as_slice())
+        else {
+            return Ok(Err(UnwrapError::WrongPassphrase));
+        };
+        let plain = Zeroizing::new(plain);
+        let bytes: [u8; 32] = plain.as_slice().try_into().map_err(|_| bad())?;
+        Ok(Ok(NodeSecretKey(crypto_box::SecretKey::from_bytes(bytes))))
+    }
+}
+
+/// Argon2id with its default (OWASP-recommended) cost: about 19 MiB and a fraction of a second on
+/// a Raspberry Pi, once per start.
+fn passphrase_key(passphrase: &str, salt: &[u8]) -> Zeroizing<[u8; 32]> {
+    let mut out = Zeroizing::new([0u8; 32]);
+    argon2::Argon2::default()
+        .hash_password_into(passphrase.as_bytes(), salt, &mut *out)
+        .expect("a 16-byte salt and 32-byte output are within Argon2's limits");
+    out
+}
+
+impl NodePublicKey {
+    pub fn key_id(&self) -> String {
+        key_id("kaigo-field/node-key-id/v1", self.0.as_bytes())
+    }
+
+    /// Seals a data key so that only this node's secret opens it.
+    pub fn wrap_data_key(&self, key: &DataKey) -> Vec<u8> {
+        self.0.seal(&mut OsRng, &key.0).expect("sealing 32 bytes cannot fail")
+    }
+
+    pub fn to_text(&self) -> String {
+        format!("{NODE_PUBLIC_HEADER}\n{}\n", B64.encode(self.0.as_bytes()))
+    }
+
+    pub fn save(&self, path: &Path) -> Result<(), KeyError> {
+        write_file_atomic(path, self.to_text().as_bytes(), 0o644)
+    }
+
+    pub fn load(path: &Path) -> Result<Self, KeyError> {
+        let bytes = read_key_file::<32>(path, NODE_PUBLIC_HEADER, "ノード公開鍵")?;
+        Ok(NodePublicKey(crypto_box::PublicKey::from_bytes(*bytes)))
+    }
+}
+
+impl CentralPublicKey {
+    /// The key file's text, for bundles.
+    pub fn to_text(&self) -> String {
+        format!("{PUBLIC_HEADER}\n{}\n", B64.encode(self.0.as_bytes()))
+    }
+
+    /// The raw 8 bytes behind `key_id`.
+    pub fn key_id_bytes(&self) -> [u8; 8] {
+        let id = hex::decode(self.key_id()).expect("key ids are hex");
+        id.try_into().expect("8 bytes")
     }
 }
 
@@ -289,36 +431,57 @@ mod tests {
         let sig = back.sign(b"hello");
         assert!(public.verify(b"hello", &sig));
         assert!(!public.verify(b"hellp", &sig));
-        let mode = fs::metadata(dir.path().join("c.key"))
-            .unwrap()
-            .permissions()
-            .mode();
+        let mode = fs::metadata(dir.path().join("c.key")).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
 
         let dk = DataKey::generate();
         dk.save(&dir.path().join("d.key")).unwrap();
-        assert_eq!(
-            DataKey::load(&dir.path().join("d.key")).unwrap().bytes(),
-            dk.bytes()
-        );
-        assert_eq!(
-            fs::metadata(dir.path().join("d.key"))
-                .unwrap()
-                .permissions()
-                .mode()
-                & 0o777,
-            0o600
-        );
+        assert_eq!(DataKey::load(&dir.path().join("d.key")).unwrap().bytes(), dk.bytes());
+        assert_eq!(fs::metadata(dir.path().join("d.key")).unwrap().permissions().mode() & 0o777, 0o600);
     }
 
     #[test]
     fn a_public_key_file_is_not_taken_for_a_signing_key() {
         let dir = tempfile::tempdir().unwrap();
-        CentralSigningKey::generate()
-            .public()
-            .save(&dir.path().join("c.pub"))
-            .unwrap();
+        CentralSigningKey::generate().public().save(&dir.path().join("c.pub")).unwrap();
         let err = CentralSigningKey::load(&dir.path().join("c.pub")).unwrap_err();
         assert!(err.to_string().contains("中央署名鍵"), "{err}");
+    }
+
+    #[test]
+    fn a_sealed_node_key_needs_its_passphrase_and_unwraps_what_was_wrapped_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.key");
+        let node = NodeSecretKey::generate();
+        node.save(&path, Some("correct horse")).unwrap();
+        assert!(NodeSecretKey::is_sealed(&path).unwrap());
+        assert!(matches!(NodeSecretKey::load(&path, None).unwrap(), Err(UnwrapError::PassphraseNeeded)));
+        assert!(matches!(NodeSecretKey::load(&path, Some("wrong")).unwrap(), Err(UnwrapError::WrongPassphrase)));
+        let back = NodeSecretKey::load(&path, Some("correct horse")).unwrap().unwrap();
+        let data = DataKey::generate();
+        let wrapped = node.public().wrap_data_key(&data);
+        assert_eq!(back.unwrap_data_key(&wrapped).unwrap().bytes(), data.bytes());
+        let stranger = NodeSecretKey::generate();
+        assert!(stranger.unwrap_data_key(&wrapped).is_err());
+        let text = std::fs::read_to_string(&path).unwrap();
+        let secret_b64 = B64.encode(node.0.to_bytes());
+        assert!(!text.contains(&secret_b64), "the sealed file does not hold the key in clear");
+    }
+
+    #[test]
+    fn debug_output_of_keys_reveals_no_key_material() {
+        let data = DataKey::generate();
+        let node = NodeSecretKey::generate();
+        let central = CentralSigningKey::generate();
+        let printed = format!("{data:?} {node:?} {central:?} {:?}", PersonIdKey::generate());
+        for secret in [
+            B64.encode(data.bytes()),
+            hex::encode(data.bytes()),
+            B64.encode(node.0.to_bytes()),
+            hex::encode(central.0.to_bytes()),
+        ] {
+            assert!(!printed.contains(&secret));
+        }
+        assert!(!printed.contains(&format!("{:?}", data.bytes())));
     }
 }

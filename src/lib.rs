@@ -1,9 +1,11 @@
 //! kaigo-field: long-term care records (介護情報基盤) at evacuation shelters when the link to the
 //! central base is cut. See ARCHITECTURE.md for the map of this crate.
 
+pub mod authz;
 pub mod central;
 pub mod cli;
 pub mod clock;
+pub mod gate;
 pub mod http;
 pub mod keys;
 pub mod limits;

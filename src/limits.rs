@@ -34,10 +34,13 @@ pub const SHUTDOWN_GRACE_SECONDS_MAX: u64 = 10;
 /// Connections served at once; more wait in the kernel's accept queue.
 pub const CONNECTIONS_MAX: usize = 1024;
 
+/// Seconds between two checks of the node's time and authorization window while serving: the
+/// longest an expired authorization's data can stay in memory.
+pub const TIME_TICK_SECONDS: u64 = 2;
+
 /// Milliseconds between two progress lines on long work.
 pub const PROGRESS_INTERVAL_MILLIS: u64 = 1000;
 
 const _: () = assert!(SNAPSHOT_CHUNK_RECORDS_MAX as u64 <= SNAPSHOT_RECORDS_MAX);
-const _: () =
-    assert!(CSV_FIELD_BYTES_MAX * 4 < SNAPSHOT_CHUNK_BYTES_MAX / SNAPSHOT_CHUNK_RECORDS_MAX * 64);
+const _: () = assert!(CSV_FIELD_BYTES_MAX * 4 < SNAPSHOT_CHUNK_BYTES_MAX / SNAPSHOT_CHUNK_RECORDS_MAX * 64);
 const _: () = assert!(CSV_SNIFF_BYTES >= 4096);

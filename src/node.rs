@@ -10,8 +10,14 @@ use std::io::{BufReader, BufWriter};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
+use chrono::{DateTime, Duration, Utc};
+
 use crate::clock::Clock;
-use crate::keys::{CentralPublicKey, KeyError};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroize;
+
+use crate::authz::Refusal;
+use crate::keys::{CentralPublicKey, KeyError, NodeSecretKey, UnwrapError, write_file_atomic, write_secret_file};
 use crate::model::MunicipalityCode;
 use crate::progress::Progress;
 use crate::region::{self, Region, RegionError};
@@ -24,9 +30,7 @@ pub enum NodeError {
         "{0} はノードのディレクトリではありません（node.db がありません）。先に `kaigo-field node init --dir {0} …` を実行してください"
     )]
     NotInitialized(String),
-    #[error(
-        "{0} にはすでにノードがあります（node.db）。作り直すなら別のディレクトリを指定してください"
-    )]
+    #[error("{0} にはすでにノードがあります（node.db）。作り直すなら別のディレクトリを指定してください")]
     AlreadyInitialized(String),
     #[error("ノードの設定 {0} が読めません: ノードを設定し直してください")]
     BadMeta(&'static str),
@@ -39,10 +43,7 @@ pub enum NodeError {
     )]
     NotNewer { offered: u64, held: u64 },
     #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
     #[error(transparent)]
@@ -51,13 +52,20 @@ pub enum NodeError {
     Key(#[from] KeyError),
     #[error(transparent)]
     Region(#[from] RegionError),
+    #[error(
+        "{0} はノードのプロビジョニングバンドルではありません（`kaigo-field central enroll-node` が作るファイルを指定してください）"
+    )]
+    BadBundle(String),
+    #[error(transparent)]
+    Unwrap(#[from] UnwrapError),
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    #[error("時計は進めることしかできません: 指定の {to} は、ノードの今の時刻 {now} より前です")]
+    ClockBackwards { now: String, to: String },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> NodeError + '_ {
-    move |source| NodeError::Io {
-        path: path.display().to_string(),
-        source,
-    }
+    move |source| NodeError::Io { path: path.display().to_string(), source }
 }
 
 /// Paths inside a node directory.
@@ -82,6 +90,9 @@ impl NodeDir {
     pub fn tls(&self) -> PathBuf {
         self.root.join("tls")
     }
+    pub fn node_key(&self) -> PathBuf {
+        self.root.join("node.key")
+    }
 }
 
 /// What the node is, as the store records it.
@@ -99,37 +110,63 @@ pub struct Node {
     pub store: Store,
 }
 
-pub fn init(
-    dir: &NodeDir,
-    central_key_file: &Path,
-    node_id: &str,
-    region: &Region,
-) -> Result<NodeInfo, NodeError> {
-    if dir.db().exists() {
-        return Err(NodeError::AlreadyInitialized(
-            dir.root.display().to_string(),
-        ));
+/// What `central enroll-node` hands a node: its identity, keys and the central's public keys.
+/// The file is secret (mode 0600); it is read once by `node init` and can then be destroyed.
+#[derive(Serialize, Deserialize)]
+pub struct Bundle {
+    pub format: String,
+    pub node_id: String,
+    pub region: String,
+    pub central_public_key: String,
+    pub ca_cert_pem: String,
+    pub tls_cert_pem: String,
+    pub tls_key_pem: String,
+    pub node_secret_key: String,
+}
+
+pub const BUNDLE_FORMAT: &str = "kaigo-field node bundle v1";
+
+impl std::fmt::Debug for Bundle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Bundle({}, region {})", self.node_id, self.region)
     }
-    let central_key = CentralPublicKey::load(central_key_file)?;
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&dir.root)
-        .map_err(io(&dir.root))?;
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir.snapshots())
-        .map_err(io(&dir.root))?;
-    central_key.save(&dir.central_key())?;
+}
+
+impl Drop for Bundle {
+    fn drop(&mut self) {
+        self.tls_key_pem.zeroize();
+        self.node_secret_key.zeroize();
+    }
+}
+
+/// Installs a provisioning bundle into a new node directory. With a passphrase, the node's
+/// secret key is sealed with it (see ARCHITECTURE.md for the trade).
+pub fn init(dir: &NodeDir, bundle_path: &Path, passphrase: Option<&str>) -> Result<NodeInfo, NodeError> {
+    if dir.db().exists() {
+        return Err(NodeError::AlreadyInitialized(dir.root.display().to_string()));
+    }
+    let text = zeroize::Zeroizing::new(fs::read_to_string(bundle_path).map_err(io(bundle_path))?);
+    let bundle: Bundle =
+        serde_json::from_str(&text).map_err(|_| NodeError::BadBundle(bundle_path.display().to_string()))?;
+    if bundle.format != BUNDLE_FORMAT {
+        return Err(NodeError::BadBundle(bundle_path.display().to_string()));
+    }
+    let region = Region::parse(&bundle.region)?;
+    for d in [dir.root.clone(), dir.snapshots(), dir.tls()] {
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(&d).map_err(io(&d))?;
+    }
+    write_file_atomic(&dir.central_key(), bundle.central_public_key.as_bytes(), 0o644)?;
+    let central_key = CentralPublicKey::load(&dir.central_key())?;
+    write_file_atomic(&dir.tls().join("ca.pem"), bundle.ca_cert_pem.as_bytes(), 0o644)?;
+    write_file_atomic(&dir.tls().join("cert.pem"), bundle.tls_cert_pem.as_bytes(), 0o644)?;
+    write_secret_file(&dir.tls().join("key.pem"), bundle.tls_key_pem.as_bytes())?;
+    let secret = NodeSecretKey::from_file_text(&bundle.node_secret_key)
+        .ok_or_else(|| NodeError::BadBundle(bundle_path.display().to_string()))?;
+    secret.save(&dir.node_key(), passphrase)?;
     let store = Store::open(&dir.db())?;
-    store.set_meta("node_id", node_id)?;
+    store.set_meta("node_id", &bundle.node_id)?;
     store.set_meta("region", &region.to_string())?;
-    Ok(NodeInfo {
-        node_id: node_id.to_owned(),
-        region: region.clone(),
-        central_key,
-    })
+    Ok(NodeInfo { node_id: bundle.node_id.clone(), region, central_key })
 }
 
 impl Node {
@@ -138,39 +175,62 @@ impl Node {
             return Err(NodeError::NotInitialized(dir.root.display().to_string()));
         }
         let store = Store::open(&dir.db())?;
-        let node_id = store
-            .meta("node_id")?
-            .ok_or(NodeError::BadMeta("node_id"))?;
+        let node_id = store.meta("node_id")?.ok_or(NodeError::BadMeta("node_id"))?;
         let region = Region::parse(&store.meta("region")?.ok_or(NodeError::BadMeta("region"))?)?;
         let central_key = CentralPublicKey::load(&dir.central_key())?;
-        Ok(Node {
-            dir: dir.clone(),
-            info: NodeInfo {
-                node_id,
-                region,
-                central_key,
-            },
-            store,
-        })
+        Ok(Node { dir: dir.clone(), info: NodeInfo { node_id, region, central_key }, store })
+    }
+
+    /// The node's time: the clock plus whatever the coordinator has moved it forward by.
+    pub fn now(&self, clock: &dyn Clock) -> Result<DateTime<Utc>, NodeError> {
+        Ok(clock.now() + Duration::seconds(self.store.trusted_time()?.offset_seconds))
+    }
+
+    /// The latest trusted time, if any: the node refuses to serve while its time is earlier.
+    pub fn high_water(&self) -> Result<Option<DateTime<Utc>>, NodeError> {
+        Ok(self.store.trusted_time()?.high_water)
+    }
+
+    /// Notes the node's own running time as trusted, unless the clock is behind the mark (then
+    /// the mark stays and the node refuses to serve until the clock is right).
+    pub fn note_running_time(&self, clock: &dyn Clock) -> Result<(), NodeError> {
+        let now = self.now(clock)?;
+        if self.high_water()?.is_none_or(|hw| now >= hw) {
+            self.store.raise_high_water(now)?;
+        }
+        Ok(())
+    }
+
+    /// Moves the node's time forward to `to` (never back), for a coordinator whose device clock
+    /// is behind. Recorded in the store.
+    pub fn move_clock_forward(&mut self, to: DateTime<Utc>, clock: &dyn Clock) -> Result<(), NodeError> {
+        let now = self.now(clock)?;
+        if to <= now {
+            return Err(NodeError::ClockBackwards { now: crate::authz::jst(now), to: crate::authz::jst(to) });
+        }
+        let offset = (to - clock.now()).num_seconds().max(0);
+        self.store.move_clock(now, to, offset)?;
+        Ok(())
+    }
+
+    /// The node's secret key, unsealed with the passphrase if it is sealed.
+    pub fn secret_key(&self, passphrase: Option<&str>) -> Result<NodeSecretKey, NodeError> {
+        Ok(NodeSecretKey::load(&self.dir.node_key(), passphrase)??)
     }
 
     pub fn current_manifest(&self) -> Result<Option<(HeldSnapshot, Manifest)>, NodeError> {
         let Some(held) = self.store.current_snapshot()? else {
             return Ok(None);
         };
-        let manifest = serde_json::from_str(&held.manifest_json)
-            .map_err(|_| NodeError::BadMeta("snapshot.manifest"))?;
+        let manifest =
+            serde_json::from_str(&held.manifest_json).map_err(|_| NodeError::BadMeta("snapshot.manifest"))?;
         Ok(Some((held, manifest)))
     }
 
     /// Whether this node could take the snapshot: its region and its version.
     fn check_fits(&self, m: &Manifest) -> Result<(), NodeError> {
-        let outside: Vec<MunicipalityCode> = m
-            .municipalities
-            .iter()
-            .copied()
-            .filter(|c| !self.info.region.contains(*c))
-            .collect();
+        let outside: Vec<MunicipalityCode> =
+            m.municipalities.iter().copied().filter(|c| !self.info.region.contains(*c)).collect();
         if !outside.is_empty() {
             return Err(NodeError::WrongRegion {
                 snapshot: region::names(&m.municipalities),
@@ -179,10 +239,7 @@ impl Node {
         }
         if let Some((held, _)) = self.current_manifest()? {
             if m.snapshot_version <= held.snapshot_version {
-                return Err(NodeError::NotNewer {
-                    offered: m.snapshot_version,
-                    held: held.snapshot_version,
-                });
+                return Err(NodeError::NotNewer { offered: m.snapshot_version, held: held.snapshot_version });
             }
         }
         Ok(())
@@ -193,54 +250,38 @@ impl Node {
         let len = fs::metadata(file).map_err(io(file))?.len();
         let input = BufReader::new(File::open(file).map_err(io(file))?);
         let mut progress = Progress::new("検証", len, quiet);
-        let m = snapshot::verify(input, &self.info.central_key, &mut std::io::sink(), |n| {
-            progress.set_position(n)
-        })?;
+        let m = snapshot::verify(input, &self.info.central_key, &mut std::io::sink(), |n| progress.set_position(n))?;
         progress.finish();
         self.check_fits(&m)?;
         Ok(m)
     }
 
     /// Verifies and imports a snapshot; see the module comment for why this is atomic.
-    pub fn import(
-        &mut self,
-        file: &Path,
-        clock: &dyn Clock,
-        quiet: bool,
-    ) -> Result<Manifest, NodeError> {
+    pub fn import(&mut self, file: &Path, clock: &dyn Clock, quiet: bool) -> Result<Manifest, NodeError> {
         let len = fs::metadata(file).map_err(io(file))?.len();
         // Cheap checks first, so a wrong file is refused before a long copy.
-        let head = snapshot::read_manifest(
-            BufReader::new(File::open(file).map_err(io(file))?),
-            &self.info.central_key,
-        )?;
+        let head =
+            snapshot::read_manifest(BufReader::new(File::open(file).map_err(io(file))?), &self.info.central_key)?;
         self.check_fits(&head)?;
         self.remove_orphans()?;
 
         let dir = self.dir.snapshots();
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)
-            .map_err(io(&dir))?;
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(io(&dir))?;
         let tmp = dir.join(format!(".import-{}.tmp", head.snapshot_id));
         let result = (|| {
             let input = BufReader::new(File::open(file).map_err(io(file))?);
             let out = File::create(&tmp).map_err(io(&tmp))?;
             let mut writer = BufWriter::with_capacity(1 << 20, out);
             let mut progress = Progress::new("取り込み", len, quiet);
-            let m = snapshot::verify(input, &self.info.central_key, &mut writer, |n| {
-                progress.set_position(n)
-            })?;
-            let out = writer.into_inner().map_err(|e| NodeError::Io {
-                path: tmp.display().to_string(),
-                source: e.into_error(),
-            })?;
+            let m = snapshot::verify(input, &self.info.central_key, &mut writer, |n| progress.set_position(n))?;
+            let out = writer
+                .into_inner()
+                .map_err(|e| NodeError::Io { path: tmp.display().to_string(), source: e.into_error() })?;
             out.sync_all().map_err(io(&tmp))?;
             progress.finish();
             if m != head {
                 return Err(SnapshotError::Altered {
-                    what: "読んでいる間にファイルが変わりました".into(),
+                    what: "読んでいる間にファイルが変わりました".into()
                 }
                 .into());
             }
@@ -256,9 +297,7 @@ impl Node {
         let file_name = format!("{}.kfsnap", manifest.snapshot_id);
         let final_path = dir.join(&file_name);
         fs::rename(&tmp, &final_path).map_err(io(&final_path))?;
-        File::open(&dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io(&dir))?;
+        File::open(&dir).and_then(|d| d.sync_all()).map_err(io(&dir))?;
         let manifest_json = serde_json::to_string(&manifest).expect("a manifest serializes");
         let old = self.store.switch_snapshot(&HeldSnapshot {
             snapshot_id: manifest.snapshot_id.clone(),
@@ -267,6 +306,8 @@ impl Node {
             file_name: file_name.clone(),
             imported_at: clock.now(),
         })?;
+        // The central's clock when it cut the snapshot is trusted time.
+        self.store.raise_high_water(manifest.created_at)?;
         if let Some(old) = old.filter(|o| *o != file_name) {
             // The switch is committed; the old file is garbage now, and a failure to delete it
             // is cleaned up by the next import.
@@ -299,10 +340,7 @@ pub fn describe_region(r: &Region) -> String {
         region::municipalities()
             .iter()
             .find(|m| m.code.prefecture() == p)
-            .map_or_else(
-                || format!("都道府県 {p}"),
-                |m| format!("{} 全域", m.prefecture),
-            )
+            .map_or_else(|| format!("都道府県 {p}"), |m| format!("{} 全域", m.prefecture))
     });
     let codes: Vec<MunicipalityCode> = r.municipalities.iter().copied().collect();
     let munis = (!codes.is_empty()).then(|| region::names(&codes));

@@ -17,13 +17,11 @@ use crate::keys::PersonIdKey;
 use crate::limits::{CSV_FIELD_BYTES_MAX, CSV_SNIFF_BYTES};
 use crate::model::kana;
 use crate::model::person::{
-    BARTHEL_ITEMS, BURDEN_STAGES, Barthel, CareOffice, CarePlan, DEMENTIA_INDEPENDENCE,
-    DISABILITY_INDEPENDENCE, PlanNeed, SPECIAL_MEDICAL, WeeklySlot,
+    BARTHEL_ITEMS, BURDEN_STAGES, Barthel, CareOffice, CarePlan, DEMENTIA_INDEPENDENCE, DISABILITY_INDEPENDENCE,
+    PlanNeed, SPECIAL_MEDICAL, WeeklySlot,
 };
 use crate::model::wareki::{Era, WarekiDate};
-use crate::model::{
-    CareLevel, InsuredNumber, InsurerNumber, MunicipalityCode, OfficeNumber, PersonRecord, Sex,
-};
+use crate::model::{CareLevel, InsuredNumber, InsurerNumber, MunicipalityCode, OfficeNumber, PersonRecord, Sex};
 
 /// The columns, in the order `central synth` writes them. Reading accepts any order.
 pub const COLUMNS: [&str; 38] = [
@@ -168,23 +166,15 @@ pub fn read<R: Read>(
     mut each: impl FnMut(PersonRecord),
 ) -> Result<ReadReport, CsvError> {
     let mut prefix = Vec::with_capacity(CSV_SNIFF_BYTES);
-    (&mut input)
-        .take(CSV_SNIFF_BYTES as u64)
-        .read_to_end(&mut prefix)?;
+    (&mut input).take(CSV_SNIFF_BYTES as u64).read_to_end(&mut prefix)?;
     let encoding = encoding.unwrap_or_else(|| CsvEncoding::detect(&prefix));
     let decoded = encoding_rs_io::DecodeReaderBytesBuilder::new()
         .encoding(Some(encoding.encoding()))
         .bom_override(true)
         .build(std::io::Cursor::new(prefix).chain(input));
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(decoded);
+    let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(decoded);
 
-    let mut report = ReadReport {
-        encoding: Some(encoding),
-        ..ReadReport::default()
-    };
+    let mut report = ReadReport { encoding: Some(encoding), ..ReadReport::default() };
     let mut record = csv::StringRecord::new();
     if !reader.read_record(&mut record).map_err(csv_io)? {
         return Err(CsvError::NoHeader);
@@ -202,13 +192,7 @@ pub fn read<R: Read>(
                 // go on with the next one.
                 report.rows += 1;
                 report.rows_with_errors += 1;
-                push(
-                    &mut report.errors,
-                    max_problems_kept,
-                    line,
-                    "(行全体)",
-                    format!("CSVとして読めません: {e}"),
-                );
+                push(&mut report.errors, max_problems_kept, line, "(行全体)", format!("CSVとして読めません: {e}"));
                 continue;
             }
         }
@@ -217,31 +201,14 @@ pub fn read<R: Read>(
             report.rows -= 1;
             continue;
         }
-        let mut row = Row {
-            record: &record,
-            index: &index,
-            problems: Vec::new(),
-            warnings: Vec::new(),
-        };
+        let mut row = Row { record: &record, index: &index, problems: Vec::new(), warnings: Vec::new() };
         if record.len() != COLUMNS.len() {
-            row.problems.push((
-                "(行全体)",
-                format!(
-                    "列の数が {} です（見出しは {} 列）",
-                    record.len(),
-                    COLUMNS.len()
-                ),
-            ));
+            row.problems.push(("(行全体)", format!("列の数が {} です（見出しは {} 列）", record.len(), COLUMNS.len())));
         }
         let parsed = row.person(ids);
-        let dup = parsed
-            .as_ref()
-            .is_some_and(|p| !seen.insert((p.insurer_number.clone(), p.insured_number.clone())));
+        let dup = parsed.as_ref().is_some_and(|p| !seen.insert((p.insurer_number.clone(), p.insured_number.clone())));
         if dup {
-            row.problems.push((
-                "insured_number",
-                "同じ保険者番号と被保険者番号の行が前にもあります（重複）".into(),
-            ));
+            row.problems.push(("insured_number", "同じ保険者番号と被保険者番号の行が前にもあります（重複）".into()));
         }
         report.warning_count += row.warnings.len() as u64;
         for (col, reason) in row.warnings {
@@ -269,11 +236,7 @@ fn csv_io(e: csv::Error) -> CsvError {
 
 fn push(list: &mut Vec<RowProblem>, max: usize, line: u64, column: &str, reason: String) {
     if list.len() < max {
-        list.push(RowProblem {
-            line,
-            column: column.to_owned(),
-            reason,
-        });
+        list.push(RowProblem { line, column: column.to_owned(), reason });
     }
 }
 
@@ -282,11 +245,7 @@ fn header_index(header: &csv::StringRecord) -> Result<Vec<usize>, CsvError> {
         return Err(CsvError::NoHeader);
     }
     let names: Vec<&str> = header.iter().map(str::trim).collect();
-    let unknown: Vec<&str> = names
-        .iter()
-        .copied()
-        .filter(|n| !COLUMNS.contains(n))
-        .collect();
+    let unknown: Vec<&str> = names.iter().copied().filter(|n| !COLUMNS.contains(n)).collect();
     if !unknown.is_empty() {
         return Err(CsvError::UnknownColumns(unknown.join(", ")));
     }
@@ -295,18 +254,11 @@ fn header_index(header: &csv::StringRecord) -> Result<Vec<usize>, CsvError> {
             return Err(CsvError::DuplicateColumn((*n).to_owned()));
         }
     }
-    let missing: Vec<&str> = COLUMNS
-        .iter()
-        .copied()
-        .filter(|c| !names.contains(c))
-        .collect();
+    let missing: Vec<&str> = COLUMNS.iter().copied().filter(|c| !names.contains(c)).collect();
     if !missing.is_empty() {
         return Err(CsvError::MissingColumns(missing.join(", ")));
     }
-    Ok(COLUMNS
-        .iter()
-        .map(|c| names.iter().position(|n| n == c).expect("checked above"))
-        .collect())
+    Ok(COLUMNS.iter().map(|c| names.iter().position(|n| n == c).expect("checked above")).collect())
 }
 
 /// One row being validated: problems and warnings gather as fields are read.
@@ -318,18 +270,12 @@ struct Row<'a> {
 }
 
 fn column_number(name: &str) -> usize {
-    COLUMNS
-        .iter()
-        .position(|c| *c == name)
-        .expect("a known column")
+    COLUMNS.iter().position(|c| *c == name).expect("a known column")
 }
 
 impl Row<'_> {
     fn raw(&mut self, col: &'static str) -> &str {
-        let value = self
-            .record
-            .get(self.index[column_number(col)])
-            .unwrap_or("");
+        let value = self.record.get(self.index[column_number(col)]).unwrap_or("");
         value.trim()
     }
 
@@ -337,15 +283,12 @@ impl Row<'_> {
     fn text(&mut self, col: &'static str) -> String {
         let v = self.raw(col).to_owned();
         if v.len() > CSV_FIELD_BYTES_MAX {
+            self.problems.push((col, format!("長すぎます（{}バイト、上限 {CSV_FIELD_BYTES_MAX}）", v.len())));
+        } else if v.contains('\u{FFFD}') {
             self.problems.push((
                 col,
-                format!(
-                    "長すぎます（{}バイト、上限 {CSV_FIELD_BYTES_MAX}）",
-                    v.len()
-                ),
+                "文字コードとして読めない文字があります（UTF-8かShift_JISかを --encoding で指定してください）".into(),
             ));
-        } else if v.contains('\u{FFFD}') {
-            self.problems.push((col, "文字コードとして読めない文字があります（UTF-8かShift_JISかを --encoding で指定してください）".into()));
         } else if v.chars().any(|c| c.is_control() && c != '\n') {
             self.problems.push((col, "制御文字が含まれています".into()));
         }
@@ -361,11 +304,7 @@ impl Row<'_> {
         Some(v)
     }
 
-    fn parsed<T, E: fmt::Display>(
-        &mut self,
-        col: &'static str,
-        f: impl FnOnce(&str) -> Result<T, E>,
-    ) -> Option<T> {
+    fn parsed<T, E: fmt::Display>(&mut self, col: &'static str, f: impl FnOnce(&str) -> Result<T, E>) -> Option<T> {
         let v = self.required(col)?;
         match f(&v) {
             Ok(t) => Some(t),
@@ -376,11 +315,7 @@ impl Row<'_> {
         }
     }
 
-    fn optional<T, E: fmt::Display>(
-        &mut self,
-        col: &'static str,
-        f: impl FnOnce(&str) -> Result<T, E>,
-    ) -> Option<T> {
+    fn optional<T, E: fmt::Display>(&mut self, col: &'static str, f: impl FnOnce(&str) -> Result<T, E>) -> Option<T> {
         let v = self.text(col);
         if v.is_empty() {
             return None;
@@ -397,10 +332,7 @@ impl Row<'_> {
     fn insurer(&mut self, col: &'static str) -> Option<InsurerNumber> {
         let n = self.parsed(col, InsurerNumber::parse)?;
         if !n.check_ok() {
-            self.warnings.push((
-                col,
-                format!("保険者番号 {n} の検査数字が想定と合いません（受け入れました）"),
-            ));
+            self.warnings.push((col, format!("保険者番号 {n} の検査数字が想定と合いません（受け入れました）")));
         }
         Some(n)
     }
@@ -409,10 +341,7 @@ impl Row<'_> {
         let v = self.required(col)?;
         let full = kana::hiragana_to_katakana(&kana::halfwidth_to_fullwidth(&v));
         if !kana::is_katakana(&full) {
-            self.problems.push((
-                col,
-                format!("カナ氏名はカタカナで書いてください（入力: {v}）"),
-            ));
+            self.problems.push((col, format!("カナ氏名はカタカナで書いてください（入力: {v}）")));
             return None;
         }
         Some(full)
@@ -420,11 +349,7 @@ impl Row<'_> {
 
     fn list(&mut self, col: &'static str) -> Vec<String> {
         let v = self.text(col);
-        v.split(LIST_SEP)
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect()
+        v.split(LIST_SEP).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
     }
 
     fn one_of(&mut self, col: &'static str, allowed: &[&str]) -> Option<String> {
@@ -432,10 +357,7 @@ impl Row<'_> {
             if allowed.contains(&v) {
                 Ok(v.to_owned())
             } else {
-                Err(format!(
-                    "「{v}」は使えません（{}のいずれか）",
-                    allowed.join("、")
-                ))
+                Err(format!("「{v}」は使えません（{}のいずれか）", allowed.join("、")))
             }
         })
     }
@@ -459,22 +381,19 @@ impl Row<'_> {
         let address = self.required("address");
         let phone = self.text("phone");
         let care_level = self.parsed("care_level", |v| {
-            CareLevel::from_code(v).ok_or_else(|| {
-                format!("要介護状態区分コードではありません（01, 06, 11, 12, 13, 21〜25）: {v}")
-            })
+            CareLevel::from_code(v)
+                .ok_or_else(|| format!("要介護状態区分コードではありません（01, 06, 11, 12, 13, 21〜25）: {v}"))
         });
         let certified_on = self.optional("certified_on", parse_date);
         let valid_from = self.optional("valid_from", parse_date);
         let valid_to = self.optional("valid_to", parse_date);
         if let (Some(f), Some(t)) = (valid_from, valid_to) {
             if t < f {
-                self.problems
-                    .push(("valid_to", "認定有効期間の終わりが始まりより前です".into()));
+                self.problems.push(("valid_to", "認定有効期間の終わりが始まりより前です".into()));
             }
         }
         let benefit_limit_units = self.optional("benefit_limit_units", |v| {
-            v.parse::<u32>()
-                .map_err(|_| format!("単位数（整数）ではありません: {v}"))
+            v.parse::<u32>().map_err(|_| format!("単位数（整数）ではありません: {v}"))
         });
         let copay_ratio = self.optional("copay_ratio", |v| match v {
             "1" | "2" | "3" => Ok(v.as_bytes()[0] - b'0'),
@@ -486,14 +405,10 @@ impl Row<'_> {
         let special_medical = self.list("special_medical");
         for item in &special_medical {
             if !SPECIAL_MEDICAL.contains(&item.as_str()) {
-                self.problems.push((
-                    "special_medical",
-                    format!("特別な医療の項目ではありません: {item}"),
-                ));
+                self.problems.push(("special_medical", format!("特別な医療の項目ではありません: {item}")));
             }
         }
-        let disability_independence =
-            self.one_of("disability_independence", &DISABILITY_INDEPENDENCE);
+        let disability_independence = self.one_of("disability_independence", &DISABILITY_INDEPENDENCE);
         let dementia_independence = self.one_of("dementia_independence", &DEMENTIA_INDEPENDENCE);
         let medication_notes = self.text("medication_notes");
         let infection = self.text("infection");
@@ -555,17 +470,9 @@ impl Row<'_> {
             ));
         }
         if name.is_empty() {
-            self.problems.push((
-                "care_office_name",
-                "事業所番号があるのに事業所名が空です".into(),
-            ));
+            self.problems.push(("care_office_name", "事業所番号があるのに事業所名が空です".into()));
         }
-        Some(CareOffice {
-            number,
-            name,
-            care_manager,
-            phone,
-        })
+        Some(CareOffice { number, name, care_manager, phone })
     }
 
     fn plan(&mut self) -> Option<CarePlan> {
@@ -576,7 +483,13 @@ impl Row<'_> {
         for entry in self.list("plan_needs") {
             let p: Vec<&str> = entry.split(PART_SEP).map(str::trim).collect();
             if p.len() != 6 {
-                self.problems.push(("plan_needs", format!("第2表の行は「課題;長期目標;短期目標;サービス;事業者;頻度」の6項目です（{}項目: {entry}）", p.len())));
+                self.problems.push((
+                    "plan_needs",
+                    format!(
+                        "第2表の行は「課題;長期目標;短期目標;サービス;事業者;頻度」の6項目です（{}項目: {entry}）",
+                        p.len()
+                    ),
+                ));
                 ok = false;
                 continue;
             }
@@ -600,26 +513,14 @@ impl Row<'_> {
             if !valid {
                 self.problems.push((
                     "plan_weekly",
-                    format!(
-                        "第3表の行は「曜日;開始HH:MM;終了HH:MM;サービス」です（入力: {entry}）"
-                    ),
+                    format!("第3表の行は「曜日;開始HH:MM;終了HH:MM;サービス」です（入力: {entry}）"),
                 ));
                 ok = false;
                 continue;
             }
-            weekly.push(WeeklySlot {
-                day: p[0].into(),
-                start: p[1].into(),
-                end: p[2].into(),
-                service: p[3].into(),
-            });
+            weekly.push(WeeklySlot { day: p[0].into(), start: p[1].into(), end: p[2].into(), service: p[3].into() });
         }
-        ok.then_some(CarePlan {
-            wishes,
-            policy,
-            needs,
-            weekly,
-        })
+        ok.then_some(CarePlan { wishes, policy, needs, weekly })
     }
 }
 
@@ -639,14 +540,7 @@ pub fn parse_date(v: &str) -> Result<NaiveDate, String> {
     if v.len() == 7 && v.bytes().all(|b| b.is_ascii_digit()) {
         let n = |r: std::ops::Range<usize>| v[r].parse::<u32>().map_err(|_| bad());
         let era = Era::from_code(v.as_bytes()[0] - b'0').ok_or_else(bad)?;
-        return WarekiDate {
-            era,
-            year: n(1..3)?,
-            month: n(3..5)?,
-            day: n(5..7)?,
-        }
-        .to_date()
-        .ok_or_else(bad);
+        return WarekiDate { era, year: n(1..3)?, month: n(3..5)?, day: n(5..7)? }.to_date().ok_or_else(bad);
     }
     let parts: Vec<&str> = v.split(['-', '/']).collect();
     if parts.len() != 3 {
@@ -664,16 +558,11 @@ pub fn parse_date(v: &str) -> Result<NaiveDate, String> {
 fn parse_barthel(v: &str) -> Result<Barthel, String> {
     let parts: Vec<&str> = v.split(',').map(str::trim).collect();
     if parts.len() != 10 {
-        return Err(format!(
-            "バーセルインデックスは10項目をカンマ区切りで書きます（{}項目）",
-            parts.len()
-        ));
+        return Err(format!("バーセルインデックスは10項目をカンマ区切りで書きます（{}項目）", parts.len()));
     }
     let mut scores = [0u8; 10];
     for (i, (p, (item, allowed))) in parts.iter().zip(BARTHEL_ITEMS).enumerate() {
-        let s: u8 = p
-            .parse()
-            .map_err(|_| format!("{item}の点数が数字ではありません: {p}"))?;
+        let s: u8 = p.parse().map_err(|_| format!("{item}の点数が数字ではありません: {p}"))?;
         if !allowed.contains(&s) {
             return Err(format!("{item}の点数 {s} はありえません（{allowed:?}）"));
         }
@@ -703,24 +592,13 @@ impl<W: Write> Writer<W> {
             .needs
             .iter()
             .map(|n| {
-                [
-                    &n.need,
-                    &n.long_goal,
-                    &n.short_goal,
-                    &n.service,
-                    &n.provider,
-                    &n.frequency,
-                ]
-                .map(String::as_str)
-                .join(";")
+                [&n.need, &n.long_goal, &n.short_goal, &n.service, &n.provider, &n.frequency]
+                    .map(String::as_str)
+                    .join(";")
             })
             .collect();
-        let weekly: Vec<String> = p
-            .plan
-            .weekly
-            .iter()
-            .map(|w| format!("{};{};{};{}", w.day, w.start, w.end, w.service))
-            .collect();
+        let weekly: Vec<String> =
+            p.plan.weekly.iter().map(|w| format!("{};{};{};{}", w.day, w.start, w.end, w.service)).collect();
         let row: [String; 38] = [
             p.insurer_number.to_string(),
             p.card_insurer_number.to_string(),
@@ -739,9 +617,7 @@ impl<W: Write> Writer<W> {
             date(p.certified_on),
             date(p.valid_from),
             date(p.valid_to),
-            p.benefit_limit_units
-                .map(|u| u.to_string())
-                .unwrap_or_default(),
+            p.benefit_limit_units.map(|u| u.to_string()).unwrap_or_default(),
             p.copay_ratio.map(|r| r.to_string()).unwrap_or_default(),
             p.burden_stage.clone().unwrap_or_default(),
             office.map(|o| o.number.to_string()).unwrap_or_default(),
@@ -755,10 +631,7 @@ impl<W: Write> Writer<W> {
             p.medication_notes.clone(),
             p.infection.clone(),
             p.allergies.clone(),
-            p.adl
-                .as_ref()
-                .map(|a| a.0.map(|s| s.to_string()).join(","))
-                .unwrap_or_default(),
+            p.adl.as_ref().map(|a| a.0.map(|s| s.to_string()).join(",")).unwrap_or_default(),
             join(&p.equipment),
             p.home_modification.clone(),
             p.plan.wishes.clone(),
@@ -771,8 +644,6 @@ impl<W: Write> Writer<W> {
 
     pub fn finish(mut self) -> Result<W, CsvError> {
         self.inner.flush()?;
-        self.inner
-            .into_inner()
-            .map_err(|e| CsvError::Io(std::io::Error::other(e.to_string())))
+        self.inner.into_inner().map_err(|e| CsvError::Io(std::io::Error::other(e.to_string())))
     }
 }

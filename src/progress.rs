@@ -21,14 +21,7 @@ impl Progress {
     /// `total` may be 0 when it is not known in advance; then only counts are printed.
     pub fn new(label: &'static str, total: u64, quiet: bool) -> Self {
         let now = Instant::now();
-        Progress {
-            label,
-            total,
-            done: 0,
-            started: now,
-            last_print: now,
-            quiet,
-        }
+        Progress { label, total, done: 0, started: now, last_print: now, quiet }
     }
 
     pub fn add(&mut self, n: u64) {
@@ -55,10 +48,7 @@ impl Progress {
         let secs = self.started.elapsed().as_secs_f64();
         let line = if self.total > 0 {
             let pct = self.done as f64 * 100.0 / self.total as f64;
-            format!(
-                "{}: {}/{} ({pct:.0}%) {secs:.1}秒{suffix}",
-                self.label, self.done, self.total
-            )
+            format!("{}: {}/{} ({pct:.0}%) {secs:.1}秒{suffix}", self.label, self.done, self.total)
         } else {
             format!("{}: {} {secs:.1}秒{suffix}", self.label, self.done)
         };

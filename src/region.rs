@@ -53,10 +53,7 @@ impl Municipality {
 
 fn parse_table() -> Vec<Municipality> {
     let mut rows = Vec::new();
-    for line in TABLE
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.starts_with("code\t"))
-    {
+    for line in TABLE.lines().filter(|l| !l.starts_with('#') && !l.starts_with("code\t")) {
         let f: Vec<&str> = line.split('\t').collect();
         // The table is compiled in and checked by tests; a malformed row is a build defect.
         assert_eq!(f.len(), 8, "municipalities.tsv row: {line}");
@@ -86,9 +83,7 @@ pub fn municipalities() -> &'static [Municipality] {
 
 pub fn lookup(code: MunicipalityCode) -> Option<&'static Municipality> {
     let all = municipalities();
-    all.binary_search_by(|m| m.code.cmp(&code))
-        .ok()
-        .map(|i| &all[i])
+    all.binary_search_by(|m| m.code.cmp(&code)).ok().map(|i| &all[i])
 }
 
 /// A set of municipalities, or whole prefectures: what a node is provisioned to hold.
@@ -102,13 +97,9 @@ pub struct Region {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegionError {
-    #[error(
-        "地域の指定が空です。市区町村コード（6桁）か都道府県コード（2桁）をカンマで区切って指定してください"
-    )]
+    #[error("地域の指定が空です。市区町村コード（6桁）か都道府県コード（2桁）をカンマで区切って指定してください")]
     Empty,
-    #[error(
-        "地域の指定「{0}」が読めません: 市区町村コード（6桁）か都道府県コード（2桁）を指定してください"
-    )]
+    #[error("地域の指定「{0}」が読めません: 市区町村コード（6桁）か都道府県コード（2桁）を指定してください")]
     BadPart(String),
     #[error(transparent)]
     Code(#[from] crate::model::IdError),
@@ -116,10 +107,7 @@ pub enum RegionError {
 
 impl Region {
     pub fn parse(s: &str) -> Result<Region, RegionError> {
-        let mut region = Region {
-            prefectures: BTreeSet::new(),
-            municipalities: BTreeSet::new(),
-        };
+        let mut region = Region { prefectures: BTreeSet::new(), municipalities: BTreeSet::new() };
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             match part.len() {
                 2 if part.bytes().all(|b| b.is_ascii_digit()) && part != "00" && part <= "47" => {
@@ -156,11 +144,7 @@ impl fmt::Display for Region {
 
 /// "輪島市, 珠洲市" for display; unknown codes are shown as codes.
 pub fn names(codes: &[MunicipalityCode]) -> String {
-    codes
-        .iter()
-        .map(|c| lookup(*c).map_or_else(|| c.to_string(), |m| m.name.clone()))
-        .collect::<Vec<_>>()
-        .join("、")
+    codes.iter().map(|c| lookup(*c).map_or_else(|| c.to_string(), |m| m.name.clone())).collect::<Vec<_>>().join("、")
 }
 
 #[cfg(test)]
@@ -176,30 +160,19 @@ mod tests {
         assert_eq!(count("東京都"), 23);
         for m in all {
             assert!(
-                !m.kana.is_empty()
-                    && m.kana
-                        .chars()
-                        .all(|c| ('ァ'..='ヶ').contains(&c) || c == 'ー'),
+                !m.kana.is_empty() && m.kana.chars().all(|c| ('ァ'..='ヶ').contains(&c) || c == 'ー'),
                 "{}",
                 m.name
             );
             assert!(!m.towns.is_empty(), "{}", m.name);
             assert!(m.insurer_number().check_ok());
         }
-        assert!(
-            all.windows(2).all(|w| w[0].code < w[1].code),
-            "sorted and unique"
-        );
+        assert!(all.windows(2).all(|w| w[0].code < w[1].code), "sorted and unique");
     }
 
     #[test]
     fn published_codes_have_their_names() {
-        let name = |c: &str| {
-            lookup(MunicipalityCode::parse(c).unwrap())
-                .unwrap()
-                .name
-                .clone()
-        };
+        let name = |c: &str| lookup(MunicipalityCode::parse(c).unwrap()).unwrap().name.clone();
         assert_eq!(name("131016"), "千代田区");
         assert_eq!(name("172049"), "輪島市");
         assert_eq!(name("172057"), "珠洲市");

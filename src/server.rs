@@ -51,11 +51,8 @@ pub async fn run(
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _permit = permit;
-            let handshake = tokio::time::timeout(
-                Duration::from_secs(TLS_HANDSHAKE_SECONDS_MAX),
-                acceptor.accept(tcp),
-            )
-            .await;
+            let handshake =
+                tokio::time::timeout(Duration::from_secs(TLS_HANDSHAKE_SECONDS_MAX), acceptor.accept(tcp)).await;
             let tls_stream = match handshake {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
@@ -68,10 +65,7 @@ pub async fn run(
                 }
             };
             let builder = Builder::new(TokioExecutor::new());
-            let conn = builder.serve_connection_with_upgrades(
-                TokioIo::new(tls_stream),
-                TowerToHyperService::new(app),
-            );
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls_stream), TowerToHyperService::new(app));
             if let Err(e) = watcher.watch(conn.into_owned()).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }

@@ -22,8 +22,8 @@ use zeroize::Zeroizing;
 
 use crate::keys::{CentralPublicKey, CentralSigningKey, DataKey};
 use crate::limits::{
-    SNAPSHOT_CHUNK_BYTES_MAX, SNAPSHOT_CHUNK_RECORDS_MAX, SNAPSHOT_MANIFEST_BYTES_MAX,
-    SNAPSHOT_MUNICIPALITIES_MAX, SNAPSHOT_RECORDS_MAX,
+    SNAPSHOT_CHUNK_BYTES_MAX, SNAPSHOT_CHUNK_RECORDS_MAX, SNAPSHOT_MANIFEST_BYTES_MAX, SNAPSHOT_MUNICIPALITIES_MAX,
+    SNAPSHOT_RECORDS_MAX,
 };
 use crate::model::{MunicipalityCode, PersonRecord};
 
@@ -80,9 +80,7 @@ pub enum SnapshotError {
         "スナップショットの署名が正しくありません（見出しが改ざんまたは破損しています）。中央から取り直してください"
     )]
     BadSignature,
-    #[error(
-        "スナップショットが途中で切れています（{what}）。転送が最後まで終わったか確かめ、取り直してください"
-    )]
+    #[error("スナップショットが途中で切れています（{what}）。転送が最後まで終わったか確かめ、取り直してください")]
     Truncated { what: String },
     #[error(
         "スナップショットの中身が署名された内容と一致しません（{what}）。改ざんまたは破損です。中央から取り直してください"
@@ -148,8 +146,7 @@ impl Builder {
             )));
         }
         self.municipalities.insert(record.municipality);
-        serde_json::to_writer(&mut self.pending, record)
-            .map_err(|e| SnapshotError::Build(e.to_string()))?;
+        serde_json::to_writer(&mut self.pending, record).map_err(|e| SnapshotError::Build(e.to_string()))?;
         self.pending.push(b'\n');
         self.pending_records += 1;
         self.record_count += 1;
@@ -175,21 +172,15 @@ impl Builder {
     }
 
     /// Encrypts the chunks, signs the manifest and writes the whole file to `out`.
-    pub fn finish(
-        mut self,
-        params: BuildParams<'_>,
-        out: &mut impl Write,
-    ) -> Result<Manifest, SnapshotError> {
+    pub fn finish(mut self, params: BuildParams<'_>, out: &mut impl Write) -> Result<Manifest, SnapshotError> {
         if self.pending_records > 0 {
             self.seal_pending()?;
         }
         if self.municipalities.len() > SNAPSHOT_MUNICIPALITIES_MAX {
-            return Err(SnapshotError::Build(format!(
-                "市区町村が多すぎます（上限 {SNAPSHOT_MUNICIPALITIES_MAX}）"
-            )));
+            return Err(SnapshotError::Build(format!("市区町村が多すぎます（上限 {SNAPSHOT_MUNICIPALITIES_MAX}）")));
         }
-        let chunk_count = u32::try_from(self.chunks.len())
-            .map_err(|_| SnapshotError::Build("チャンクが多すぎます".into()))?;
+        let chunk_count =
+            u32::try_from(self.chunks.len()).map_err(|_| SnapshotError::Build("チャンクが多すぎます".into()))?;
         let id = hex::decode(&self.snapshot_id).expect("hex we made");
         let mut body = Vec::with_capacity(self.chunks.iter().map(|c| c.len() + 44).sum());
         for (index, compressed) in self.chunks.iter().enumerate() {
@@ -198,13 +189,7 @@ impl Builder {
             let aad = chunk_aad(&id, index as u32, chunk_count);
             let sealed = self
                 .cipher
-                .encrypt(
-                    XNonce::from_slice(&nonce),
-                    Payload {
-                        msg: compressed,
-                        aad: &aad,
-                    },
-                )
+                .encrypt(XNonce::from_slice(&nonce), Payload { msg: compressed, aad: &aad })
                 .map_err(|_| SnapshotError::Build("暗号化に失敗しました".into()))?;
             body.extend_from_slice(&(sealed.len() as u32).to_le_bytes());
             body.extend_from_slice(&nonce);
@@ -228,16 +213,10 @@ impl Builder {
             compression: "zstd".into(),
             record_encoding: "json-lines".into(),
         };
-        let manifest_bytes =
-            serde_json::to_vec(&manifest).map_err(|e| SnapshotError::Build(e.to_string()))?;
-        assert!(
-            manifest_bytes.len() <= SNAPSHOT_MANIFEST_BYTES_MAX,
-            "manifest within its limit"
-        );
+        let manifest_bytes = serde_json::to_vec(&manifest).map_err(|e| SnapshotError::Build(e.to_string()))?;
+        assert!(manifest_bytes.len() <= SNAPSHOT_MANIFEST_BYTES_MAX, "manifest within its limit");
         let header = header_bytes(&public.key_id(), manifest_bytes.len() as u32);
-        let signature = params
-            .signing_key
-            .sign(&signed_message(&header, &manifest_bytes));
+        let signature = params.signing_key.sign(&signed_message(&header, &manifest_bytes));
         out.write_all(&header)?;
         out.write_all(&manifest_bytes)?;
         out.write_all(&signature)?;
@@ -286,10 +265,7 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 
 /// Reads and checks the header, manifest and signature; returns the manifest and the bytes read
 /// so far (to be copied along with the body).
-fn read_head(
-    r: &mut impl Read,
-    key: &CentralPublicKey,
-) -> Result<(Manifest, Vec<u8>), SnapshotError> {
+fn read_head(r: &mut impl Read, key: &CentralPublicKey) -> Result<(Manifest, Vec<u8>), SnapshotError> {
     let mut header = [0u8; HEADER_BYTES];
     let n = read_full(r, &mut header)?;
     if n < MAGIC.len() || &header[..6] != MAGIC {
@@ -304,22 +280,16 @@ fn read_head(
     }
     let key_id = hex::encode(&header[8..16]);
     if key_id != key.key_id() {
-        return Err(SnapshotError::UnknownKey {
-            got: key_id,
-            expected: key.key_id(),
-        });
+        return Err(SnapshotError::UnknownKey { got: key_id, expected: key.key_id() });
     }
-    let manifest_len =
-        u32::from_le_bytes([header[16], header[17], header[18], header[19]]) as usize;
+    let manifest_len = u32::from_le_bytes([header[16], header[17], header[18], header[19]]) as usize;
     if manifest_len > SNAPSHOT_MANIFEST_BYTES_MAX {
         // The length is covered by the signature; a wrong one is an altered header.
         return Err(SnapshotError::BadSignature);
     }
     let mut manifest_bytes = vec![0u8; manifest_len];
     let mut signature = [0u8; SIGNATURE_BYTES];
-    if read_full(r, &mut manifest_bytes)? < manifest_len
-        || read_full(r, &mut signature)? < SIGNATURE_BYTES
-    {
+    if read_full(r, &mut manifest_bytes)? < manifest_len || read_full(r, &mut signature)? < SIGNATURE_BYTES {
         return Err(truncated("署名付きの見出しの途中で終わっています"));
     }
     if !key.verify(&signed_message(&header, &manifest_bytes), &signature) {
@@ -349,22 +319,15 @@ fn read_body(
     for index in 0..manifest.chunk_count {
         let mut len = [0u8; 4];
         if read_full(r, &mut len)? < 4 {
-            return Err(truncated(format!(
-                "{} / {} チャンクで終わっています",
-                index, manifest.chunk_count
-            )));
+            return Err(truncated(format!("{} / {} チャンクで終わっています", index, manifest.chunk_count)));
         }
         let sealed_len = u32::from_le_bytes(len) as usize;
         if !(TAG_BYTES..=SNAPSHOT_CHUNK_BYTES_MAX).contains(&sealed_len) {
-            return Err(altered(format!(
-                "チャンク {index} の長さがありえない値です"
-            )));
+            return Err(altered(format!("チャンク {index} の長さがありえない値です")));
         }
         frame.resize(NONCE_BYTES + sealed_len, 0);
         if read_full(r, &mut frame)? < frame.len() {
-            return Err(truncated(format!(
-                "チャンク {index} の途中で終わっています"
-            )));
+            return Err(truncated(format!("チャンク {index} の途中で終わっています")));
         }
         hasher.update(len);
         hasher.update(&frame);
@@ -374,9 +337,7 @@ fn read_body(
         if read_total > manifest.body_bytes {
             return Err(altered("本体が manifest の長さより長くなっています"));
         }
-        let nonce: &[u8; NONCE_BYTES] = frame[..NONCE_BYTES]
-            .try_into()
-            .expect("frame holds a nonce");
+        let nonce: &[u8; NONCE_BYTES] = frame[..NONCE_BYTES].try_into().expect("frame holds a nonce");
         chunk(index, nonce, &frame[NONCE_BYTES..])?;
         progress(read_total);
     }
@@ -396,10 +357,7 @@ fn read_body(
 
 /// Reads and checks only the signed head (header, manifest, signature): enough to refuse a
 /// wrong file before a long copy. The body is not checked; `verify` does that.
-pub fn read_manifest(
-    mut input: impl Read,
-    key: &CentralPublicKey,
-) -> Result<Manifest, SnapshotError> {
+pub fn read_manifest(mut input: impl Read, key: &CentralPublicKey) -> Result<Manifest, SnapshotError> {
     Ok(read_head(&mut input, key)?.0)
 }
 
@@ -416,13 +374,7 @@ pub fn verify(
     copy.write_all(&head)?;
     let head_len = head.len() as u64;
     let mut progress = progress;
-    read_body(
-        &mut input,
-        &manifest,
-        copy,
-        |_, _, _| Ok(()),
-        |body| progress(head_len + body),
-    )?;
+    read_body(&mut input, &manifest, copy, |_, _, _| Ok(()), |body| progress(head_len + body))?;
     Ok(manifest)
 }
 
@@ -439,8 +391,7 @@ pub fn open(
         return Err(SnapshotError::Decrypt);
     }
     let cipher = XChaCha20Poly1305::new(data_key.bytes().into());
-    let id = hex::decode(&manifest.snapshot_id)
-        .map_err(|_| altered("snapshot_id が16進数ではありません"))?;
+    let id = hex::decode(&manifest.snapshot_id).map_err(|_| altered("snapshot_id が16進数ではありません"))?;
     let mut records: u64 = 0;
     read_body(
         &mut input,
@@ -450,13 +401,7 @@ pub fn open(
             let aad = chunk_aad(&id, index, manifest.chunk_count);
             let compressed = Zeroizing::new(
                 cipher
-                    .decrypt(
-                        XNonce::from_slice(nonce),
-                        Payload {
-                            msg: sealed,
-                            aad: &aad,
-                        },
-                    )
+                    .decrypt(XNonce::from_slice(nonce), Payload { msg: sealed, aad: &aad })
                     .map_err(|_| SnapshotError::Decrypt)?,
             );
             let plain = Zeroizing::new(
@@ -464,8 +409,8 @@ pub fn open(
                     .map_err(|_| SnapshotError::Decrypt)?,
             );
             for line in plain.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-                let record: PersonRecord = serde_json::from_slice(line)
-                    .map_err(|e| altered(format!("記録が読めません: {e}")))?;
+                let record: PersonRecord =
+                    serde_json::from_slice(line).map_err(|e| altered(format!("記録が読めません: {e}")))?;
                 records += 1;
                 each(record);
             }

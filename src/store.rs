@@ -12,10 +12,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("データベース {path} を開けません: {source}")]
-    Open {
-        path: String,
-        source: rusqlite::Error,
-    },
+    Open { path: String, source: rusqlite::Error },
     #[error("データベースの操作に失敗しました: {0}")]
     Sql(#[from] rusqlite::Error),
     #[error(
@@ -30,10 +27,11 @@ struct Migration {
 }
 
 /// Append only. The index + 1 is the schema version kept in `PRAGMA user_version`.
-const MIGRATIONS: &[Migration] = &[Migration {
-    why: "v1: the node's identity and the snapshots it holds (file name and signed manifest; the \
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        why: "v1: the node's identity and the snapshots it holds (file name and signed manifest; the \
           encrypted data stays in the verified file, which this database never decrypts)",
-    sql: "
+        sql: "
         CREATE TABLE node_meta (
             key   TEXT PRIMARY KEY,
             value TEXT NOT NULL
@@ -48,7 +46,40 @@ const MIGRATIONS: &[Migration] = &[Migration {
         ) STRICT;
         CREATE UNIQUE INDEX snapshot_one_current ON snapshot (is_current) WHERE is_current = 1;
     ",
-}];
+    },
+    Migration {
+        why: "v2: disaster-area authorizations (the text code, and so the wrapped data key, is kept \
+              only while active), the trusted-time high-water mark with the coordinator's forward \
+              offset, and the record of clock moves",
+        sql: "
+        CREATE TABLE authorization (
+            id            TEXT PRIMARY KEY,
+            serial        INTEGER NOT NULL,
+            code          TEXT,
+            disaster      TEXT NOT NULL,
+            not_before    TEXT NOT NULL,
+            not_after     TEXT NOT NULL,
+            drill         INTEGER NOT NULL CHECK (drill IN (0, 1)),
+            state         TEXT NOT NULL CHECK (state IN ('active', 'closed')),
+            closed_reason TEXT,
+            updated_at    TEXT NOT NULL,
+            CHECK ((state = 'active') = (code IS NOT NULL))
+        ) STRICT;
+        CREATE UNIQUE INDEX authorization_one_active ON authorization (state) WHERE state = 'active';
+        CREATE TABLE trusted_time (
+            singleton      INTEGER PRIMARY KEY CHECK (singleton = 1),
+            high_water     TEXT NOT NULL,
+            offset_seconds INTEGER NOT NULL CHECK (offset_seconds >= 0)
+        ) STRICT;
+        CREATE TABLE clock_move (
+            seq       INTEGER PRIMARY KEY,
+            moved_at  TEXT NOT NULL,
+            from_time TEXT NOT NULL,
+            to_time   TEXT NOT NULL
+        ) STRICT;
+    ",
+    },
+];
 
 pub struct Store {
     conn: Connection,
@@ -66,10 +97,8 @@ pub struct HeldSnapshot {
 
 impl Store {
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let conn = Connection::open(path).map_err(|source| StoreError::Open {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let conn =
+            Connection::open(path).map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
         Self::configure(&conn)?;
         let mut store = Store { conn };
         store.migrate()?;
@@ -88,9 +117,7 @@ impl Store {
 
     fn migrate(&mut self) -> Result<(), StoreError> {
         let known = MIGRATIONS.len() as i64;
-        let found: i64 = self
-            .conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let found: i64 = self.conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         if found > known {
             return Err(StoreError::TooNew { found, known });
         }
@@ -105,12 +132,7 @@ impl Store {
     }
 
     pub fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .conn
-            .query_row("SELECT value FROM node_meta WHERE key = ?1", [key], |r| {
-                r.get(0)
-            })
-            .optional()?)
+        Ok(self.conn.query_row("SELECT value FROM node_meta WHERE key = ?1", [key], |r| r.get(0)).optional()?)
     }
 
     pub fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
@@ -145,13 +167,8 @@ impl Store {
     /// file name is returned so the caller can delete the file after the commit.
     pub fn switch_snapshot(&mut self, new: &HeldSnapshot) -> Result<Option<String>, StoreError> {
         let tx = self.conn.transaction()?;
-        let old: Option<String> = tx
-            .query_row(
-                "SELECT file_name FROM snapshot WHERE is_current = 1",
-                [],
-                |r| r.get(0),
-            )
-            .optional()?;
+        let old: Option<String> =
+            tx.query_row("SELECT file_name FROM snapshot WHERE is_current = 1", [], |r| r.get(0)).optional()?;
         tx.execute("DELETE FROM snapshot WHERE is_current = 1", [])?;
         tx.execute(
             "INSERT INTO snapshot (snapshot_id, snapshot_version, manifest, file_name, imported_at, is_current)
@@ -160,6 +177,178 @@ impl Store {
         )?;
         tx.commit()?;
         Ok(old)
+    }
+}
+
+/// An authorization as the node keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizationRow {
+    pub id: String,
+    pub serial: u32,
+    /// The text code while active; None once closed (the wrapped key is then gone from disk).
+    pub code: Option<String>,
+    pub disaster: String,
+    pub not_before: DateTime<Utc>,
+    pub not_after: DateTime<Utc>,
+    pub drill: bool,
+    pub active: bool,
+    pub closed_reason: Option<String>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const AUTHZ_COLUMNS: &str =
+    "id, serial, code, disaster, not_before, not_after, drill, state, closed_reason, updated_at";
+
+fn authz_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuthorizationRow> {
+    Ok(AuthorizationRow {
+        id: r.get(0)?,
+        serial: r.get::<_, i64>(1)? as u32,
+        code: r.get(2)?,
+        disaster: r.get(3)?,
+        not_before: r.get(4)?,
+        not_after: r.get(5)?,
+        drill: r.get::<_, i64>(6)? == 1,
+        active: r.get::<_, String>(7)? == "active",
+        closed_reason: r.get(8)?,
+        updated_at: r.get(9)?,
+    })
+}
+
+/// A coordinator's forward move of the node's clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClockMove {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+}
+
+/// The trusted-time record: the latest time the node has reason to believe, and how far the
+/// coordinator has moved the clock forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrustedTime {
+    pub high_water: Option<DateTime<Utc>>,
+    pub offset_seconds: i64,
+}
+
+impl Store {
+    pub fn authorization(&self, id: &str) -> Result<Option<AuthorizationRow>, StoreError> {
+        let sql = format!("SELECT {AUTHZ_COLUMNS} FROM authorization WHERE id = ?1");
+        Ok(self.conn.query_row(&sql, [id], authz_row).optional()?)
+    }
+
+    pub fn active_authorization(&self) -> Result<Option<AuthorizationRow>, StoreError> {
+        let sql = format!("SELECT {AUTHZ_COLUMNS} FROM authorization WHERE state = 'active'");
+        Ok(self.conn.query_row(&sql, [], authz_row).optional()?)
+    }
+
+    /// The most recently changed authorization, active or not: what the status page reports.
+    pub fn latest_authorization(&self) -> Result<Option<AuthorizationRow>, StoreError> {
+        let sql = format!(
+            "SELECT {AUTHZ_COLUMNS} FROM authorization ORDER BY state = 'active' DESC, updated_at DESC LIMIT 1"
+        );
+        Ok(self.conn.query_row(&sql, [], authz_row).optional()?)
+    }
+
+    /// Records an authorization. If it is active, any other active one is closed with
+    /// `replaced_reason` in the same transaction: at most one is ever in force.
+    pub fn put_authorization(&mut self, row: &AuthorizationRow, replaced_reason: &str) -> Result<(), StoreError> {
+        assert_eq!(row.active, row.code.is_some(), "an authorization keeps its code exactly while active");
+        let tx = self.conn.transaction()?;
+        if row.active {
+            tx.execute(
+                "UPDATE authorization SET state = 'closed', code = NULL, closed_reason = ?1, updated_at = ?2
+                 WHERE state = 'active' AND id != ?3",
+                params![replaced_reason, row.updated_at, row.id],
+            )?;
+        }
+        tx.execute(
+            &format!(
+                "INSERT INTO authorization ({AUTHZ_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                 ON CONFLICT (id) DO UPDATE SET serial = excluded.serial, code = excluded.code,
+                   disaster = excluded.disaster, not_before = excluded.not_before,
+                   not_after = excluded.not_after, drill = excluded.drill, state = excluded.state,
+                   closed_reason = excluded.closed_reason, updated_at = excluded.updated_at"
+            ),
+            params![
+                row.id,
+                i64::from(row.serial),
+                row.code,
+                row.disaster,
+                row.not_before,
+                row.not_after,
+                i64::from(row.drill),
+                if row.active { "active" } else { "closed" },
+                row.closed_reason,
+                row.updated_at
+            ],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Closes the active authorization, forgetting its code (and so its wrapped key).
+    pub fn close_active_authorization(&self, reason: &str, at: DateTime<Utc>) -> Result<Option<String>, StoreError> {
+        let id: Option<String> =
+            self.conn.query_row("SELECT id FROM authorization WHERE state = 'active'", [], |r| r.get(0)).optional()?;
+        self.conn.execute(
+            "UPDATE authorization SET state = 'closed', code = NULL, closed_reason = ?1, updated_at = ?2
+             WHERE state = 'active'",
+            params![reason, at],
+        )?;
+        Ok(id)
+    }
+
+    pub fn trusted_time(&self) -> Result<TrustedTime, StoreError> {
+        let row: Option<(DateTime<Utc>, i64)> = self
+            .conn
+            .query_row("SELECT high_water, offset_seconds FROM trusted_time", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        Ok(match row {
+            Some((hw, offset)) => TrustedTime { high_water: Some(hw), offset_seconds: offset },
+            None => TrustedTime { high_water: None, offset_seconds: 0 },
+        })
+    }
+
+    /// Raises the high-water mark to `t` if `t` is later; never lowers it.
+    pub fn raise_high_water(&self, t: DateTime<Utc>) -> Result<(), StoreError> {
+        let current = self.trusted_time()?;
+        if current.high_water.is_some_and(|hw| hw >= t) {
+            return Ok(());
+        }
+        self.conn.execute(
+            "INSERT INTO trusted_time (singleton, high_water, offset_seconds) VALUES (1, ?1, ?2)
+             ON CONFLICT (singleton) DO UPDATE SET high_water = excluded.high_water",
+            params![t, current.offset_seconds],
+        )?;
+        Ok(())
+    }
+
+    /// Records a forward clock move: the new offset, the high-water mark at the new time, and
+    /// the move itself, in one transaction.
+    pub fn move_clock(
+        &mut self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        offset_seconds: i64,
+    ) -> Result<(), StoreError> {
+        assert!(to > from && offset_seconds >= 0, "the clock only moves forward");
+        let high_water = self.trusted_time()?.high_water.map_or(to, |hw| hw.max(to));
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO trusted_time (singleton, high_water, offset_seconds) VALUES (1, ?1, ?2)
+             ON CONFLICT (singleton) DO UPDATE SET high_water = excluded.high_water,
+               offset_seconds = excluded.offset_seconds",
+            params![high_water, offset_seconds],
+        )?;
+        tx.execute("INSERT INTO clock_move (moved_at, from_time, to_time) VALUES (?1, ?1, ?2)", params![from, to])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every forward move of the node's clock: (from, to).
+    pub fn clock_moves(&self) -> Result<Vec<ClockMove>, StoreError> {
+        let mut stmt = self.conn.prepare("SELECT from_time, to_time FROM clock_move ORDER BY seq")?;
+        let rows = stmt.query_map([], |r| Ok(ClockMove { from: r.get(0)?, to: r.get(1)? }))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 }
 
@@ -179,10 +368,7 @@ mod tests {
         let s = Store::open(&path).unwrap();
         assert_eq!(s.meta("node_id").unwrap().as_deref(), Some("n2"));
         assert_eq!(s.meta("missing").unwrap(), None);
-        let mode: String = s
-            .conn
-            .pragma_query_value(None, "journal_mode", |r| r.get(0))
-            .unwrap();
+        let mode: String = s.conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
         assert_eq!(mode, "wal");
     }
 
@@ -206,13 +392,7 @@ mod tests {
     fn a_database_from_a_newer_version_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("node.db");
-        Connection::open(&path)
-            .unwrap()
-            .pragma_update(None, "user_version", 99)
-            .unwrap();
-        assert!(matches!(
-            Store::open(&path),
-            Err(StoreError::TooNew { found: 99, .. })
-        ));
+        Connection::open(&path).unwrap().pragma_update(None, "user_version", 99).unwrap();
+        assert!(matches!(Store::open(&path), Err(StoreError::TooNew { found: 99, .. })));
     }
 }

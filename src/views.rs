@@ -41,17 +41,53 @@ pub struct SnapshotView {
     pub snapshot_id: String,
 }
 
+pub enum AuthorizationView {
+    Active {
+        disaster: String,
+        from: String,
+        until: String,
+        municipalities: String,
+        drill: bool,
+        records_open: usize,
+        nodes: usize,
+    },
+    Inactive {
+        clock_behind: bool,
+        message: String,
+    },
+}
+
 pub struct StatusView {
     pub node_id: String,
     pub region: String,
     pub snapshot: Option<SnapshotView>,
+    pub authorization: AuthorizationView,
     pub fingerprint: String,
     pub now: String,
 }
 
 pub fn status(v: &StatusView) -> Markup {
-    let banner = Banner {
-        synthetic: v.snapshot.as_ref().is_some_and(|s| s.synthetic),
+    let banner = Banner { synthetic: v.snapshot.as_ref().is_some_and(|s| s.synthetic) };
+    let authorization = match &v.authorization {
+        AuthorizationView::Active { disaster, from, until, municipalities, drill, records_open, nodes } => html! {
+            p.state-ok { "有効：検索できます" @if *drill { "（訓練）" } }
+            dl {
+                dt { "災害" } dd { (disaster) }
+                dt { "対象市区町村" } dd { (municipalities) }
+                dt { "期間" } dd { (from) " 〜 " (until) }
+                dt { "開いている記録" } dd { (records_open) "人" }
+                dt { "対象ノード数" } dd { (nodes) }
+            }
+        },
+        AuthorizationView::Inactive { clock_behind, message } => html! {
+            @if *clock_behind {
+                p.state-bad { "時計が遅れているため停止中" }
+            } @else {
+                p.state-bad { "無効：検索はできません" }
+            }
+            p { (message) }
+            p { "災害認可が有効な間だけ、スナップショットの個人データを開きます。それ以外のときは暗号化されたままで、このノード自身も読めません。" }
+        },
     };
     layout(
         "ノードの状態",
@@ -59,8 +95,7 @@ pub fn status(v: &StatusView) -> Markup {
         html! {
             section {
                 h2 { "災害認可" }
-                p.state-bad { "未認可：検索はできません" }
-                p { "災害認可が取り込まれるまで、スナップショットの個人データは暗号化されたままで、このノード自身も読めません。認可はコーディネーターが取り込みます。" }
+                (authorization)
             }
             section {
                 h2 { "スナップショット" }
@@ -86,6 +121,21 @@ pub fn status(v: &StatusView) -> Markup {
                     dt { "証明書 SHA-256" } dd.mono { (v.fingerprint) }
                 }
                 p { "接続先が正しいか、ブラウザーに表示される証明書の指紋と上の値が一致するかを確かめてください。" }
+            }
+        },
+    )
+}
+
+/// The search entry while an authorization is in force: staff must sign in first.
+pub fn search_closed_to_anonymous(disaster: &str, drill: bool) -> Markup {
+    layout(
+        "検索",
+        &Banner { synthetic: drill },
+        html! {
+            section {
+                h2 { "検索" }
+                p { "災害認可（" (disaster) "）は有効です。" }
+                p { "検索には、コーディネーターに登録された職員としてのログインが必要です。職員の登録とログインは次の版で提供されます。" }
             }
         },
     )

@@ -36,10 +36,7 @@ impl Demo {
             }
         });
         let mut demo = Demo { child, lines };
-        let url = demo
-            .wait_for("URL: ")
-            .trim_start_matches("URL: ")
-            .to_owned();
+        let url = demo.wait_for("URL: ").trim_start_matches("URL: ").to_owned();
         (demo, url)
     }
 
@@ -56,13 +53,7 @@ impl Demo {
 
     fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
         self.wait_for("停止しました");
         for _ in 0..200 {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -83,8 +74,8 @@ impl Drop for Demo {
 
 fn client(dir: &std::path::Path) -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    // Trust exactly the node's own certificate, as a phone would after checking the fingerprint.
-    let pem = std::fs::read(dir.join("node/tls/cert.pem")).unwrap();
+    // Trust the central's CA, which signed the node's certificate at enrolment.
+    let pem = std::fs::read(dir.join("node/tls/ca.pem")).unwrap();
     reqwest::Client::builder()
         .tls_built_in_root_certs(false)
         .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
@@ -103,12 +94,7 @@ async fn demo_serves_the_status_page_over_https_and_stops_on_sigterm() {
     let page = http.get(&url).send().await.unwrap();
     assert_eq!(page.status(), 200);
     let headers = page.headers().clone();
-    assert!(
-        headers["content-security-policy"]
-            .to_str()
-            .unwrap()
-            .contains("default-src 'self'")
-    );
+    assert!(headers["content-security-policy"].to_str().unwrap().contains("default-src 'self'"));
     assert_eq!(headers["x-content-type-options"], "nosniff");
     assert_eq!(headers["referrer-policy"], "no-referrer");
     let body = page.text().await.unwrap();
@@ -117,14 +103,13 @@ async fn demo_serves_the_status_page_over_https_and_stops_on_sigterm() {
         "輪島市",
         "珠洲市",
         "300人",
-        "未認可",
+        "有効：検索できます（訓練）",
+        "訓練：奥能登地震（デモ）",
         "訓練・デモ用の合成データ",
         "合成データ（訓練・デモ用）",
     ] {
         assert!(body.contains(expected), "status page lacks {expected}");
     }
-    let fingerprint_line = std::fs::read_to_string(dir.join("node/tls/cert.pem")).unwrap();
-    assert!(!fingerprint_line.is_empty());
 
     // The status page shows nobody: no name from the region is on it.
     for r in csv_rows(&dir.join("persons.csv")) {
@@ -132,42 +117,37 @@ async fn demo_serves_the_status_page_over_https_and_stops_on_sigterm() {
         assert!(!body.contains(&r["insured_number"]));
     }
 
-    let css = http
-        .get(format!("{url}static/style.css"))
-        .send()
-        .await
-        .unwrap();
+    let css = http.get(format!("{url}static/style.css")).send().await.unwrap();
     assert_eq!(css.status(), 200);
-    assert!(
-        css.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/css")
-    );
+    assert!(css.headers()["content-type"].to_str().unwrap().starts_with("text/css"));
     let missing = http.get(format!("{url}no-such-page")).send().await.unwrap();
     assert_eq!(missing.status(), 404);
     assert!(missing.text().await.unwrap().contains("ページがありません"));
 
     // A plain-HTTP client gets no page: the node speaks only TLS.
-    let plain = reqwest::Client::new()
-        .get(url.replace("https://", "http://"))
-        .send()
-        .await;
+    let plain = reqwest::Client::new().get(url.replace("https://", "http://")).send().await;
     assert!(plain.is_err() || plain.unwrap().status() != 200);
+
+    // Under the drill authorization the search entry is open (it asks staff to sign in)...
+    let search = http.get(format!("{url}search")).send().await.unwrap();
+    assert_eq!(search.status(), 200);
+    // ...and once the coordinator closes the authorization, it is refused with the reason.
+    let out = common::ok(&["authz", "close", "--dir", dir.join("node").to_str().unwrap()], tmp.path());
+    assert!(out.contains("demo-drill"), "{out}");
+    let closed = http.get(format!("{url}search")).send().await.unwrap();
+    assert_eq!(closed.status(), 403);
+    let page = closed.text().await.unwrap();
+    assert!(page.contains("終了しました") && page.contains("コーディネーターが終了"), "{page}");
+    let status_page = http.get(&url).send().await.unwrap().text().await.unwrap();
+    assert!(status_page.contains("無効：検索はできません"));
 
     let status = demo.terminate();
     assert!(status.success(), "exit status after SIGTERM: {status}");
 
-    // A second start reuses the demo instead of rebuilding it.
+    // A second start reuses the demo instead of rebuilding it, and asks for a new drill window
+    // because the coordinator closed the last one.
     let (demo, url2) = Demo::start(&dir);
-    let again = client(&dir)
-        .get(&url2)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(again.contains("300人"));
+    let again = client(&dir).get(&url2).send().await.unwrap().text().await.unwrap();
+    assert!(again.contains("300人") && again.contains("有効：検索できます"), "{again}");
     assert!(demo.terminate().success());
 }

@@ -17,10 +17,7 @@ struct Built {
 
 fn build(persons: u64) -> Built {
     let mut generator = Generator::new(synth::Params {
-        municipalities: vec![
-            MunicipalityCode::parse("172049").unwrap(),
-            MunicipalityCode::parse("172057").unwrap(),
-        ],
+        municipalities: vec![MunicipalityCode::parse("172049").unwrap(), MunicipalityCode::parse("172057").unwrap()],
         persons,
         seed: 5,
         as_of: synth::default_as_of(),
@@ -43,13 +40,7 @@ fn build(persons: u64) -> Built {
     };
     builder.finish(params, &mut bytes).unwrap();
     let manifest_len = u32::from_le_bytes(bytes[16..20].try_into().unwrap()) as usize;
-    Built {
-        bytes,
-        records,
-        key,
-        data_key,
-        manifest_len,
-    }
+    Built { bytes, records, key, data_key, manifest_len }
 }
 
 fn verify(b: &Built, bytes: &[u8]) -> Result<snapshot::Manifest, SnapshotError> {
@@ -65,10 +56,7 @@ fn records_round_trip_and_the_manifest_says_what_is_inside() {
     assert!(m.synthetic);
     assert_eq!(m.municipalities.len(), 2);
     let mut opened = Vec::new();
-    snapshot::open(&b.bytes[..], &b.key.public(), &b.data_key, |r| {
-        opened.push(r)
-    })
-    .unwrap();
+    snapshot::open(&b.bytes[..], &b.key.public(), &b.data_key, |r| opened.push(r)).unwrap();
     assert_eq!(opened, b.records);
 }
 
@@ -84,15 +72,9 @@ fn flipping_any_single_byte_makes_verify_fail_with_the_reason_for_that_part() {
             0..6 => matches!(err, SnapshotError::NotASnapshot),
             6..8 => matches!(err, SnapshotError::UnknownFormatVersion(_)),
             8..16 => matches!(err, SnapshotError::UnknownKey { .. }),
-            16..20 => matches!(
-                err,
-                SnapshotError::BadSignature | SnapshotError::Truncated { .. }
-            ),
+            16..20 => matches!(err, SnapshotError::BadSignature | SnapshotError::Truncated { .. }),
             _ if i < head_end => matches!(err, SnapshotError::BadSignature),
-            _ => matches!(
-                err,
-                SnapshotError::Altered { .. } | SnapshotError::Truncated { .. }
-            ),
+            _ => matches!(err, SnapshotError::Altered { .. } | SnapshotError::Truncated { .. }),
         };
         assert!(expected, "byte {i}: unexpected refusal {err:?}");
     }
@@ -102,41 +84,27 @@ fn flipping_any_single_byte_makes_verify_fail_with_the_reason_for_that_part() {
 fn every_truncation_and_any_appended_byte_is_refused() {
     let b = build(8);
     for len in 0..b.bytes.len() {
-        let err =
-            verify(&b, &b.bytes[..len]).expect_err(&format!("truncated to {len} still verifies"));
+        let err = verify(&b, &b.bytes[..len]).expect_err(&format!("truncated to {len} still verifies"));
         if len >= 6 {
-            assert!(
-                matches!(err, SnapshotError::Truncated { .. }),
-                "length {len}: {err:?}"
-            );
+            assert!(matches!(err, SnapshotError::Truncated { .. }), "length {len}: {err:?}");
         }
     }
     let mut longer = b.bytes.clone();
     longer.push(0);
-    assert!(matches!(
-        verify(&b, &longer),
-        Err(SnapshotError::Altered { .. })
-    ));
+    assert!(matches!(verify(&b, &longer), Err(SnapshotError::Altered { .. })));
 }
 
 #[test]
 fn another_centrals_key_is_unknown_and_a_resigned_manifest_is_a_bad_signature() {
     let b = build(5);
     let stranger = CentralSigningKey::generate();
-    let err = snapshot::verify(
-        &b.bytes[..],
-        &stranger.public(),
-        &mut std::io::sink(),
-        |_| {},
-    )
-    .unwrap_err();
+    let err = snapshot::verify(&b.bytes[..], &stranger.public(), &mut std::io::sink(), |_| {}).unwrap_err();
     assert!(matches!(err, SnapshotError::UnknownKey { .. }));
     assert!(err.to_string().contains("知らない鍵"), "{err}");
 
     // A forger edits the manifest (more records) and keeps the old signature.
     let mut forged = b.bytes.clone();
-    let text =
-        String::from_utf8(forged[HEADER_BYTES..HEADER_BYTES + b.manifest_len].to_vec()).unwrap();
+    let text = String::from_utf8(forged[HEADER_BYTES..HEADER_BYTES + b.manifest_len].to_vec()).unwrap();
     let edited = text.replace("\"record_count\":5", "\"record_count\":6");
     assert_ne!(text, edited);
     forged[HEADER_BYTES..HEADER_BYTES + b.manifest_len].copy_from_slice(edited.as_bytes());

@@ -51,78 +51,41 @@ fn the_population_looks_like_japans_care_recipients() {
     let rows = csv_rows(&tmp.path().join("p.csv"));
     assert_eq!(rows.len(), 6000);
     let n = rows.len() as f64;
-    let share = |pred: &dyn Fn(&HashMap<String, String>) -> bool| {
-        rows.iter().filter(|r| pred(r)).count() as f64 / n
-    };
+    let share = |pred: &dyn Fn(&HashMap<String, String>) -> bool| rows.iter().filter(|r| pred(r)).count() as f64 / n;
 
     // Birth years: mostly 1925–1960, some 大正 (1912-07-30 … 1926-12-24), a few 明治.
     let year = |r: &HashMap<String, String>| r["birth_date"][..4].parse::<i32>().unwrap();
     assert!(share(&|r| (1925..=1960).contains(&year(r))) > 0.8);
-    let taisho = share(&|r| {
-        r["birth_date"].as_str() >= "1912-07-30" && r["birth_date"].as_str() < "1926-12-25"
-    });
+    let taisho = share(&|r| r["birth_date"].as_str() >= "1912-07-30" && r["birth_date"].as_str() < "1926-12-25");
     assert!((0.01..0.15).contains(&taisho), "大正 share {taisho}");
     assert!(share(&|r| r["birth_date"].as_str() < "1912-07-30") < 0.01);
 
     // 要介護状態区分 near the national distribution (要介護1 about a fifth, 要介護5 under a tenth).
     let level = |code: &'static str| share(&move |r| r["care_level"] == code);
-    assert!(
-        (0.17..0.25).contains(&level("21")),
-        "要介護1 {}",
-        level("21")
-    );
-    assert!(
-        (0.06..0.11).contains(&level("25")),
-        "要介護5 {}",
-        level("25")
-    );
-    assert!(
-        (0.11..0.17).contains(&level("12")),
-        "要支援1 {}",
-        level("12")
-    );
+    assert!((0.17..0.25).contains(&level("21")), "要介護1 {}", level("21"));
+    assert!((0.06..0.11).contains(&level("25")), "要介護5 {}", level("25"));
+    assert!((0.11..0.17).contains(&level("12")), "要支援1 {}", level("12"));
 
     // Women are the majority; variant kanji appear at a realistic rate.
     assert!((0.6..0.74).contains(&share(&|r| r["sex"] == "2")));
-    let variant_chars = [
-        '髙', '﨑', '邉', '邊', '齋', '齊', '澤', '濵', '濱', '嶋', '𠮷',
-    ];
+    let variant_chars = ['髙', '﨑', '邉', '邊', '齋', '齊', '澤', '濵', '濱', '嶋', '𠮷'];
     let variants = share(&|r| r["family_name"].chars().any(|c| variant_chars.contains(&c)));
+    assert!((0.005..0.08).contains(&variants), "variant kanji share {variants}");
     assert!(
-        (0.005..0.08).contains(&variants),
-        "variant kanji share {variants}"
+        rows.iter()
+            .any(|r| { r["given_name"].chars().all(|c| ('ァ'..='ヶ').contains(&c) || ('ぁ'..='ゖ').contains(&c)) })
     );
-    assert!(rows.iter().any(|r| {
-        r["given_name"]
-            .chars()
-            .all(|c| ('ァ'..='ヶ').contains(&c) || ('ぁ'..='ゖ').contains(&c))
-    }));
 
     // Identifiers: check digits, uniqueness, unions.
     let mut insured = HashSet::new();
     for r in &rows {
         MunicipalityCode::parse(&r["municipality_code"]).unwrap();
-        assert!(
-            InsurerNumber::parse(&r["insurer_number"])
-                .unwrap()
-                .check_ok()
-        );
-        assert!(
-            InsurerNumber::parse(&r["card_insurer_number"])
-                .unwrap()
-                .check_ok()
-        );
+        assert!(InsurerNumber::parse(&r["insurer_number"]).unwrap().check_ok());
+        assert!(InsurerNumber::parse(&r["card_insurer_number"]).unwrap().check_ok());
         if !r["care_office_number"].is_empty() {
-            assert!(
-                OfficeNumber::parse(&r["care_office_number"])
-                    .unwrap()
-                    .check_ok()
-            );
+            assert!(OfficeNumber::parse(&r["care_office_number"]).unwrap().check_ok());
         }
-        assert!(
-            insured.insert((r["insurer_number"].clone(), r["insured_number"].clone())),
-            "duplicate insured number"
-        );
+        assert!(insured.insert((r["insurer_number"].clone(), r["insured_number"].clone())), "duplicate insured number");
         match r["municipality_code"].as_str() {
             // 輪島市 and 珠洲市 are insured by 奥能登広域圏事務組合: the card shows the city's number.
             "172049" | "172057" => assert_ne!(r["insurer_number"], r["card_insurer_number"]),
@@ -137,15 +100,10 @@ fn queries_are_varied_and_carry_their_answers() {
     let tmp = tempfile::tempdir().unwrap();
     synth(tmp.path(), "9", "p.csv", "q.jsonl", "3000");
     let rows = csv_rows(&tmp.path().join("p.csv"));
-    let people: HashSet<(String, String)> = rows
-        .iter()
-        .map(|r| (r["insurer_number"].clone(), r["insured_number"].clone()))
-        .collect();
+    let people: HashSet<(String, String)> =
+        rows.iter().map(|r| (r["insurer_number"].clone(), r["insured_number"].clone())).collect();
     let text = std::fs::read_to_string(tmp.path().join("q.jsonl")).unwrap();
-    let queries: Vec<serde_json::Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let queries: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(queries.len(), 300);
     let mut noise: HashSet<String> = HashSet::new();
     let mut absent = 0;
@@ -159,10 +117,7 @@ fn queries_are_varied_and_carry_their_answers() {
                     e["insurer_number"].as_str().unwrap().to_owned(),
                     e["insured_number"].as_str().unwrap().to_owned(),
                 );
-                assert!(
-                    people.contains(&key),
-                    "expected person {key:?} is not in the population"
-                );
+                assert!(people.contains(&key), "expected person {key:?} is not in the population");
             }
             None => absent += 1,
         }

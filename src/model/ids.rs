@@ -11,28 +11,16 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdError {
     #[error("{what}は{len}桁の数字です（入力: {got:?}）")]
-    Length {
-        what: &'static str,
-        len: usize,
-        got: String,
-    },
+    Length { what: &'static str, len: usize, got: String },
     #[error("{what}の検査数字が合いません（入力: {got}、正しくは末尾 {expected}）")]
-    CheckDigit {
-        what: &'static str,
-        got: String,
-        expected: char,
-    },
+    CheckDigit { what: &'static str, got: String, expected: char },
     #[error("{what}に使えない文字があります（入力: {got:?}）")]
     Charset { what: &'static str, got: String },
 }
 
 fn all_digits(s: &str, len: usize, what: &'static str) -> Result<(), IdError> {
     if s.len() != len || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(IdError::Length {
-            what,
-            len,
-            got: s.to_owned(),
-        });
+        return Err(IdError::Length { what, len, got: s.to_owned() });
     }
     Ok(())
 }
@@ -44,11 +32,7 @@ fn digit(b: u8) -> u32 {
 /// Check digit of a 市区町村コード: weights 6,5,4,3,2 on the first five digits,
 /// (11 − sum mod 11) mod 10.
 pub fn municipality_check_digit(first5: &[u8; 5]) -> u8 {
-    let sum: u32 = first5
-        .iter()
-        .zip([6, 5, 4, 3, 2])
-        .map(|(&b, w)| digit(b) * w)
-        .sum();
+    let sum: u32 = first5.iter().zip([6, 5, 4, 3, 2]).map(|(&b, w)| digit(b) * w).sum();
     ((11 - sum % 11) % 10) as u8
 }
 
@@ -78,11 +62,7 @@ impl MunicipalityCode {
         let first5: [u8; 5] = [b[0], b[1], b[2], b[3], b[4]];
         let expected = municipality_check_digit(&first5);
         if digit(b[5]) != u32::from(expected) {
-            return Err(IdError::CheckDigit {
-                what: WHAT,
-                got: s.to_owned(),
-                expected: char::from(b'0' + expected),
-            });
+            return Err(IdError::CheckDigit { what: WHAT, got: s.to_owned(), expected: char::from(b'0' + expected) });
         }
         Ok(MunicipalityCode([b[0], b[1], b[2], b[3], b[4], b[5]]))
     }
@@ -193,20 +173,10 @@ impl InsuredNumber {
     pub fn parse(s: &str) -> Result<Self, IdError> {
         const WHAT: &str = "被保険者番号";
         if s.len() != 10 {
-            return Err(IdError::Length {
-                what: WHAT,
-                len: 10,
-                got: s.to_owned(),
-            });
+            return Err(IdError::Length { what: WHAT, len: 10, got: s.to_owned() });
         }
-        if !s
-            .bytes()
-            .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
-        {
-            return Err(IdError::Charset {
-                what: WHAT,
-                got: s.to_owned(),
-            });
+        if !s.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_uppercase()) {
+            return Err(IdError::Charset { what: WHAT, got: s.to_owned() });
         }
         Ok(InsuredNumber(s.to_owned()))
     }
@@ -240,24 +210,13 @@ impl OfficeNumber {
     pub fn parse(s: &str) -> Result<Self, IdError> {
         const WHAT: &str = "事業所番号";
         if s.len() != 10 {
-            return Err(IdError::Length {
-                what: WHAT,
-                len: 10,
-                got: s.to_owned(),
-            });
+            return Err(IdError::Length { what: WHAT, len: 10, got: s.to_owned() });
         }
         let b = s.as_bytes();
-        let class_ok =
-            b[2].is_ascii_digit() || (b[2].is_ascii_uppercase() && !b"IOQ".contains(&b[2]));
-        let digits_ok = b
-            .iter()
-            .enumerate()
-            .all(|(i, c)| i == 2 || c.is_ascii_digit());
+        let class_ok = b[2].is_ascii_digit() || (b[2].is_ascii_uppercase() && !b"IOQ".contains(&b[2]));
+        let digits_ok = b.iter().enumerate().all(|(i, c)| i == 2 || c.is_ascii_digit());
         if !class_ok || !digits_ok {
-            return Err(IdError::Charset {
-                what: WHAT,
-                got: s.to_owned(),
-            });
+            return Err(IdError::Charset { what: WHAT, got: s.to_owned() });
         }
         Ok(OfficeNumber(s.to_owned()))
     }
@@ -265,10 +224,7 @@ impl OfficeNumber {
     /// The number with its check digit computed from the first nine characters.
     pub fn from_base(base9: &str) -> Result<Self, IdError> {
         let Some(c) = Self::check_digit(base9) else {
-            return Err(IdError::Charset {
-                what: "事業所番号",
-                got: base9.to_owned(),
-            });
+            return Err(IdError::Charset { what: "事業所番号", got: base9.to_owned() });
         };
         Self::parse(&format!("{base9}{c}"))
     }
@@ -334,15 +290,8 @@ impl PersonId {
     pub const HEX_LEN: usize = 32;
 
     pub fn parse(s: &str) -> Result<Self, IdError> {
-        if s.len() != Self::HEX_LEN
-            || !s
-                .bytes()
-                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-        {
-            return Err(IdError::Charset {
-                what: "個人ID",
-                got: s.to_owned(),
-            });
+        if s.len() != Self::HEX_LEN || !s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+            return Err(IdError::Charset { what: "個人ID", got: s.to_owned() });
         }
         Ok(PersonId(s.to_owned()))
     }
@@ -379,14 +328,7 @@ mod tests {
     #[test]
     fn municipality_code_with_wrong_check_digit_is_refused() {
         let err = MunicipalityCode::parse("172048").unwrap_err();
-        assert_eq!(
-            err,
-            IdError::CheckDigit {
-                what: "市区町村コード",
-                got: "172048".into(),
-                expected: '9'
-            }
-        );
+        assert_eq!(err, IdError::CheckDigit { what: "市区町村コード", got: "172048".into(), expected: '9' });
         assert!(MunicipalityCode::parse("17204").is_err());
         assert!(MunicipalityCode::parse("17204a").is_err());
     }
@@ -396,10 +338,7 @@ mod tests {
         for n in ["131011", "131045", "122192", "122069", "172056"] {
             assert!(InsurerNumber::parse(n).unwrap().check_ok(), "{n}");
         }
-        assert_eq!(
-            InsurerNumber::from_base("13101").unwrap().as_str(),
-            "131011"
-        );
+        assert_eq!(InsurerNumber::from_base("13101").unwrap().as_str(), "131011");
         assert!(!InsurerNumber::parse("131012").unwrap().check_ok());
     }
 
@@ -412,10 +351,7 @@ mod tests {
             let wrong = format!("{base}{}", char::from(b'0' + (last - b'0' + 1) % 10));
             assert!(!OfficeNumber::parse(&wrong).unwrap().check_ok(), "{wrong}");
         }
-        assert!(
-            OfficeNumber::parse("17I0000010").is_err(),
-            "I is not a 区分 letter"
-        );
+        assert!(OfficeNumber::parse("17I0000010").is_err(), "I is not a 区分 letter");
     }
 
     #[test]

@@ -32,11 +32,7 @@ pub fn halfwidth_to_fullwidth(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         let cp = c as u32;
-        let full = if (0xFF61..=0xFF9F).contains(&cp) {
-            table[(cp - 0xFF61) as usize]
-        } else {
-            c
-        };
+        let full = if (0xFF61..=0xFF9F).contains(&cp) { table[(cp - 0xFF61) as usize] } else { c };
         let composed = match full {
             '゛' => out.chars().last().and_then(voiced),
             '゜' => out.chars().last().and_then(semi_voiced),
@@ -102,12 +98,7 @@ fn semi_voiced(c: char) -> Option<char> {
 /// half-width form are kept.
 pub fn fullwidth_to_halfwidth(s: &str) -> String {
     let table: Vec<char> = HALF_TO_FULL.chars().collect();
-    let half = |f: char| {
-        table
-            .iter()
-            .position(|&t| t == f)
-            .and_then(|i| char::from_u32(0xFF61 + i as u32))
-    };
+    let half = |f: char| table.iter().position(|&t| t == f).and_then(|i| char::from_u32(0xFF61 + i as u32));
     let mut out = String::with_capacity(s.len() * 2);
     for c in s.chars() {
         if let Some(h) = half(c) {
@@ -116,8 +107,8 @@ pub fn fullwidth_to_halfwidth(s: &str) -> String {
         }
         let base = (c == 'ヴ').then_some('ウ').or_else(|| {
             [
-                'カ', 'サ', 'タ', 'ハ', 'キ', 'シ', 'チ', 'ヒ', 'ク', 'ス', 'ツ', 'フ', 'ケ', 'セ',
-                'テ', 'ヘ', 'コ', 'ソ', 'ト', 'ホ',
+                'カ', 'サ', 'タ', 'ハ', 'キ', 'シ', 'チ', 'ヒ', 'ク', 'ス', 'ツ', 'フ', 'ケ', 'セ', 'テ', 'ヘ', 'コ',
+                'ソ', 'ト', 'ホ',
             ]
             .into_iter()
             .find(|&b| voiced(b) == Some(c))
@@ -127,9 +118,7 @@ pub fn fullwidth_to_halfwidth(s: &str) -> String {
             out.push('ﾞ');
             continue;
         }
-        let semi = ['ハ', 'ヒ', 'フ', 'ヘ', 'ホ']
-            .into_iter()
-            .find(|&b| semi_voiced(b) == Some(c));
+        let semi = ['ハ', 'ヒ', 'フ', 'ヘ', 'ホ'].into_iter().find(|&b| semi_voiced(b) == Some(c));
         if let Some(h) = semi.and_then(half) {
             out.push(h);
             out.push('ﾟ');
@@ -142,9 +131,7 @@ pub fn fullwidth_to_halfwidth(s: &str) -> String {
 
 /// Whether `s` is a reading in full-width katakana (with the long-vowel mark and spaces).
 pub fn is_katakana(s: &str) -> bool {
-    !s.is_empty()
-        && s.chars()
-            .all(|c| ('ァ'..='ヶ').contains(&c) || c == 'ー' || c == 'ヽ' || c == 'ヾ' || c == ' ')
+    !s.is_empty() && s.chars().all(|c| ('ァ'..='ヶ').contains(&c) || c == 'ー' || c == 'ヽ' || c == 'ヾ' || c == ' ')
 }
 
 const ROMAJI: &[(&str, &str)] = &[
@@ -304,11 +291,7 @@ pub fn to_romaji(katakana: &str) -> String {
         };
         if double_next {
             let first = syllable.chars().next().unwrap_or('t');
-            out.push(if syllable.starts_with("ch") {
-                't'
-            } else {
-                first
-            });
+            out.push(if syllable.starts_with("ch") { 't' } else { first });
             double_next = false;
         }
         out.push_str(syllable);
@@ -328,15 +311,8 @@ mod tests {
         assert_eq!(halfwidth_to_fullwidth("ｻﾄｳ ｶﾞｯﾍﾟｲ"), "サトウ ガッペイ");
         assert_eq!(halfwidth_to_fullwidth("ｳﾞｨ"), "ヴィ");
         assert_eq!(fullwidth_to_halfwidth("ガッペイ ヴ"), "ｶﾞｯﾍﾟｲ ｳﾞ");
-        for s in [
-            "タカハシ",
-            "ワタナベ",
-            "ヅカ",
-            "パピプペポ",
-            "バビブベボ",
-            "ガギグゲゴ",
-            "ダヂヅデド",
-        ] {
+        for s in ["タカハシ", "ワタナベ", "ヅカ", "パピプペポ", "バビブベボ", "ガギグゲゴ", "ダヂヅデド"]
+        {
             assert_eq!(halfwidth_to_fullwidth(&fullwidth_to_halfwidth(s)), s);
         }
         assert!(is_katakana("サイトウ キヨ"));

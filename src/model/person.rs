@@ -145,8 +145,7 @@ pub const SPECIAL_MEDICAL: [&str; 12] = [
 ];
 
 /// 障害高齢者の日常生活自立度.
-pub const DISABILITY_INDEPENDENCE: [&str; 9] =
-    ["自立", "J1", "J2", "A1", "A2", "B1", "B2", "C1", "C2"];
+pub const DISABILITY_INDEPENDENCE: [&str; 9] = ["自立", "J1", "J2", "A1", "A2", "B1", "B2", "C1", "C2"];
 
 /// 認知症高齢者の日常生活自立度.
 pub const DEMENTIA_INDEPENDENCE: [&str; 8] = ["自立", "Ⅰ", "Ⅱa", "Ⅱb", "Ⅲa", "Ⅲb", "Ⅳ", "M"];

@@ -79,15 +79,10 @@ pub struct WarekiDate {
 
 /// The era a date is in (the newer era from its first day on).
 pub fn era_of(date: NaiveDate) -> Option<Era> {
-    Era::ALL
-        .iter()
-        .rev()
-        .find(|e| date >= e.first_day())
-        .copied()
-        .or_else(|| {
-            // 1868-01-01 … 01-24 is still 明治 in law.
-            (date.year() == 1868).then_some(Era::Meiji)
-        })
+    Era::ALL.iter().rev().find(|e| date >= e.first_day()).copied().or_else(|| {
+        // 1868-01-01 … 01-24 is still 明治 in law.
+        (date.year() == 1868).then_some(Era::Meiji)
+    })
 }
 
 pub fn to_wareki(date: NaiveDate) -> Option<WarekiDate> {
@@ -126,18 +121,8 @@ impl WarekiDate {
 
     /// 昭和15年3月2日, with 元年 for year 1.
     pub fn kanji(&self) -> String {
-        let year = if self.year == 1 {
-            "元".to_owned()
-        } else {
-            self.year.to_string()
-        };
-        format!(
-            "{}{}年{}月{}日",
-            self.era.kanji(),
-            year,
-            self.month,
-            self.day
-        )
+        let year = if self.year == 1 { "元".to_owned() } else { self.year.to_string() };
+        format!("{}{}年{}月{}日", self.era.kanji(), year, self.month, self.day)
     }
 }
 
@@ -152,14 +137,8 @@ mod tests {
     #[test]
     fn era_boundaries() {
         assert_eq!(to_wareki(d(1940, 3, 2)).unwrap().kanji(), "昭和15年3月2日");
-        assert_eq!(
-            to_wareki(d(1926, 12, 25)).unwrap().kanji(),
-            "昭和元年12月25日"
-        );
-        assert_eq!(
-            to_wareki(d(1926, 12, 24)).unwrap().kanji(),
-            "大正15年12月24日"
-        );
+        assert_eq!(to_wareki(d(1926, 12, 25)).unwrap().kanji(), "昭和元年12月25日");
+        assert_eq!(to_wareki(d(1926, 12, 24)).unwrap().kanji(), "大正15年12月24日");
         assert_eq!(to_wareki(d(1989, 1, 7)).unwrap().kanji(), "昭和64年1月7日");
         assert_eq!(to_wareki(d(1989, 1, 8)).unwrap().kanji(), "平成元年1月8日");
         assert_eq!(to_wareki(d(1912, 7, 29)).unwrap().era, Era::Meiji);
@@ -168,15 +147,7 @@ mod tests {
 
     #[test]
     fn era_dates_convert_back_and_refuse_impossible_ones() {
-        let w = |era, year, month, day| {
-            WarekiDate {
-                era,
-                year,
-                month,
-                day,
-            }
-            .to_date()
-        };
+        let w = |era, year, month, day| WarekiDate { era, year, month, day }.to_date();
         assert_eq!(w(Era::Showa, 15, 3, 2), Some(d(1940, 3, 2)));
         assert_eq!(w(Era::Taisho, 15, 12, 25), Some(d(1926, 12, 25)));
         assert_eq!(w(Era::Showa, 1, 12, 25), Some(d(1926, 12, 25)));

@@ -60,12 +60,7 @@ const MEDICATIONS: &[&str] = &[
     "服薬は家族が管理",
 ];
 
-const INFECTIONS: &[&str] = &[
-    "MRSA保菌（接触予防策）",
-    "HBs抗原陽性",
-    "疥癬の既往（治療済）",
-    "結核の既往（治癒）",
-];
+const INFECTIONS: &[&str] = &["MRSA保菌（接触予防策）", "HBs抗原陽性", "疥癬の既往（治療済）", "結核の既往（治癒）"];
 
 const ALLERGIES: &[&str] = &[
     "ペニシリン系抗菌薬",
@@ -99,70 +94,14 @@ const POLICIES: &[&str] = &[
 
 /// (need, long goal, short goal, service, frequency); the provider is filled in per person.
 const NEEDS: &[(&str, &str, &str, &str, &str, u8)] = &[
-    (
-        "一人で入浴するのが難しい",
-        "清潔を保ち気持ちよく過ごせる",
-        "週2回入浴できる",
-        "通所介護",
-        "週2回",
-        0,
-    ),
-    (
-        "足腰が弱り転びやすい",
-        "自宅内を安全に移動できる",
-        "手すりを使って歩ける",
-        "通所リハビリテーション",
-        "週2回",
-        0,
-    ),
-    (
-        "日中独りで過ごす時間が長い",
-        "人と交流し生活にはりがある",
-        "週に数回外出できる",
-        "通所介護",
-        "週3回",
-        0,
-    ),
-    (
-        "調理や掃除が難しい",
-        "栄養のある食事がとれる",
-        "1日3食食べられる",
-        "訪問介護（生活援助）",
-        "週3回",
-        0,
-    ),
-    (
-        "排泄の失敗がある",
-        "排泄の失敗が減る",
-        "トイレで排泄できる回数が増える",
-        "訪問介護（身体介護）",
-        "毎日",
-        2,
-    ),
-    (
-        "寝返りが難しく床ずれの恐れがある",
-        "床ずれができない",
-        "2時間ごとに体位を変えられる",
-        "訪問看護",
-        "週2回",
-        3,
-    ),
-    (
-        "服薬を忘れる",
-        "体調が安定する",
-        "決められた薬を飲める",
-        "居宅療養管理指導",
-        "月2回",
-        1,
-    ),
-    (
-        "家族の介護負担が大きい",
-        "家族が介護を続けられる",
-        "家族が休息をとれる",
-        "短期入所生活介護",
-        "月7日",
-        2,
-    ),
+    ("一人で入浴するのが難しい", "清潔を保ち気持ちよく過ごせる", "週2回入浴できる", "通所介護", "週2回", 0),
+    ("足腰が弱り転びやすい", "自宅内を安全に移動できる", "手すりを使って歩ける", "通所リハビリテーション", "週2回", 0),
+    ("日中独りで過ごす時間が長い", "人と交流し生活にはりがある", "週に数回外出できる", "通所介護", "週3回", 0),
+    ("調理や掃除が難しい", "栄養のある食事がとれる", "1日3食食べられる", "訪問介護（生活援助）", "週3回", 0),
+    ("排泄の失敗がある", "排泄の失敗が減る", "トイレで排泄できる回数が増える", "訪問介護（身体介護）", "毎日", 2),
+    ("寝返りが難しく床ずれの恐れがある", "床ずれができない", "2時間ごとに体位を変えられる", "訪問看護", "週2回", 3),
+    ("服薬を忘れる", "体調が安定する", "決められた薬を飲める", "居宅療養管理指導", "月2回", 1),
+    ("家族の介護負担が大きい", "家族が介護を続けられる", "家族が休息をとれる", "短期入所生活介護", "月7日", 2),
     (
         "ベッドからの起き上がりが難しい",
         "安全に起き上がれる",
@@ -171,35 +110,13 @@ const NEEDS: &[(&str, &str, &str, &str, &str, u8)] = &[
         "継続",
         2,
     ),
-    (
-        "食事のむせがある",
-        "安全に食事がとれる",
-        "とろみ食でむせずに食べられる",
-        "訪問看護",
-        "週1回",
-        3,
-    ),
+    ("食事のむせがある", "安全に食事がとれる", "とろみ食でむせずに食べられる", "訪問看護", "週1回", 3),
 ];
 
-const PROVIDER_SUFFIXES: &[&str] = &[
-    "デイサービスセンター",
-    "訪問介護事業所",
-    "訪問看護ステーション",
-    "ケアセンター",
-    "リハビリセンター",
-];
-const PROVIDER_PREFIXES: &[&str] = &[
-    "あおぞら",
-    "ひまわり",
-    "さくら",
-    "やすらぎ",
-    "のぞみ",
-    "なごみ",
-    "みどり",
-    "はまなす",
-    "つばき",
-    "かがやき",
-];
+const PROVIDER_SUFFIXES: &[&str] =
+    &["デイサービスセンター", "訪問介護事業所", "訪問看護ステーション", "ケアセンター", "リハビリセンター"];
+const PROVIDER_PREFIXES: &[&str] =
+    &["あおぞら", "ひまわり", "さくら", "やすらぎ", "のぞみ", "なごみ", "みどり", "はまなす", "つばき", "かがやき"];
 
 const EQUIPMENT: &[(&str, u8)] = &[
     ("歩行補助つえ", 0),
@@ -282,11 +199,7 @@ pub fn disability_independence(rng: &mut impl Rng, degree: u8) -> String {
         &["B1", "B2", "C1"],
         &["B2", "C1", "C2"],
     ];
-    BY_DEGREE[usize::from(degree.min(5))]
-        .choose(rng)
-        .copied()
-        .unwrap_or("自立")
-        .to_owned()
+    BY_DEGREE[usize::from(degree.min(5))].choose(rng).copied().unwrap_or("自立").to_owned()
 }
 
 pub fn dementia_independence(rng: &mut impl Rng, degree: u8) -> String {
@@ -298,11 +211,7 @@ pub fn dementia_independence(rng: &mut impl Rng, degree: u8) -> String {
         &["Ⅲa", "Ⅲb", "Ⅳ"],
         &["Ⅲb", "Ⅳ", "M"],
     ];
-    BY_DEGREE[usize::from(degree.min(5))]
-        .choose(rng)
-        .copied()
-        .unwrap_or("自立")
-        .to_owned()
+    BY_DEGREE[usize::from(degree.min(5))].choose(rng).copied().unwrap_or("自立").to_owned()
 }
 
 pub fn medication_notes(rng: &mut impl Rng) -> String {
@@ -321,11 +230,7 @@ pub fn infection(rng: &mut impl Rng) -> String {
 }
 
 pub fn allergies(rng: &mut impl Rng) -> String {
-    if rng.gen_bool(0.12) {
-        ALLERGIES.choose(rng).copied().unwrap_or("なし").to_owned()
-    } else {
-        "なし".to_owned()
-    }
+    if rng.gen_bool(0.12) { ALLERGIES.choose(rng).copied().unwrap_or("なし").to_owned() } else { "なし".to_owned() }
 }
 
 /// Barthel scores: each item at full independence with a probability that falls with degree.
@@ -352,11 +257,7 @@ pub fn equipment(rng: &mut impl Rng, degree: u8) -> Vec<String> {
 
 pub fn home_modification(rng: &mut impl Rng) -> String {
     if rng.gen_bool(0.15) {
-        HOME_MODIFICATIONS
-            .choose(rng)
-            .copied()
-            .unwrap_or_default()
-            .to_owned()
+        HOME_MODIFICATIONS.choose(rng).copied().unwrap_or_default().to_owned()
     } else {
         String::new()
     }
@@ -373,10 +274,7 @@ fn provider(rng: &mut impl Rng, service: &str) -> String {
     } else if service.contains("リハビリ") {
         "リハビリセンター"
     } else {
-        PROVIDER_SUFFIXES
-            .choose(rng)
-            .copied()
-            .unwrap_or("ケアセンター")
+        PROVIDER_SUFFIXES.choose(rng).copied().unwrap_or("ケアセンター")
     };
     format!("{prefix}{suffix}")
 }
@@ -402,11 +300,7 @@ pub fn plan(rng: &mut impl Rng, degree: u8, level: CareLevel) -> CarePlan {
     let days = ["月", "火", "水", "木", "金", "土"];
     let mut weekly = Vec::new();
     for need in &needs {
-        let (start, end) = if need.service.starts_with("通所") {
-            ("09:30", "16:00")
-        } else {
-            ("10:00", "11:00")
-        };
+        let (start, end) = if need.service.starts_with("通所") { ("09:30", "16:00") } else { ("10:00", "11:00") };
         let times = match need.frequency.as_str() {
             "週3回" => 3,
             "週2回" => 2,

@@ -19,16 +19,12 @@ use rand_chacha::ChaCha20Rng;
 
 use crate::keys::PersonIdKey;
 use crate::model::person::{BURDEN_STAGES, CareOffice};
-use crate::model::{
-    CareLevel, InsuredNumber, InsurerNumber, MunicipalityCode, OfficeNumber, PersonRecord, Sex,
-};
+use crate::model::{CareLevel, InsuredNumber, InsurerNumber, MunicipalityCode, OfficeNumber, PersonRecord, Sex};
 use crate::region::{self, Municipality};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SynthError {
-    #[error(
-        "市区町村コード {0} は組み込みの市区町村表にありません（石川県・高知県・東京23区のみ）"
-    )]
+    #[error("市区町村コード {0} は組み込みの市区町村表にありません（石川県・高知県・東京23区のみ）")]
     UnknownMunicipality(MunicipalityCode),
     #[error("市区町村を1つ以上指定してください")]
     NoMunicipalities,
@@ -144,21 +140,14 @@ impl Generator {
                             ["あかり", "ゆい", "こもれび", "ふれあい", "おおぞら"][i as usize % 5]
                         ),
                     };
-                    Office {
-                        number: office_number(muni, '7', 1000 * mi as u32 + i + 1),
-                        name,
-                    }
+                    Office { number: office_number(muni, '7', 1000 * mi as u32 + i + 1), name }
                 })
                 .collect();
             let support_center = Office {
                 number: office_number(muni, '7', 9000 + mi as u32),
                 name: format!("{}地域包括支援センター", muni.name),
             };
-            places.push(Place {
-                muni,
-                offices,
-                support_center,
-            });
+            places.push(Place { muni, offices, support_center });
         }
         let mut key = [0u8; 32];
         rng.fill(&mut key);
@@ -194,8 +183,7 @@ impl Generator {
         }
         let c = self.next_insured.entry(insurer.clone()).or_insert(0);
         *c += 1;
-        InsuredNumber::parse(&format!("00{:08}", (*c * 7919 + 31_337) % 100_000_000))
-            .expect("10 digits")
+        InsuredNumber::parse(&format!("00{:08}", (*c * 7919 + 31_337) % 100_000_000)).expect("10 digits")
     }
 
     fn person_name(&mut self, sex: Sex, birth_year: i32) -> (String, String, String, String) {
@@ -204,10 +192,7 @@ impl Generator {
         // Register spellings: about one bearer in six of a name that has variant forms writes it
         // with one of them (髙橋, 齋藤, 渡邉, 山﨑 …).
         let family = if !s.variants.is_empty() && self.rng.gen_bool(0.16) {
-            s.variants
-                .choose(&mut self.rng)
-                .cloned()
-                .unwrap_or_else(|| s.kanji.clone())
+            s.variants.choose(&mut self.rng).cloned().unwrap_or_else(|| s.kanji.clone())
         } else {
             s.kanji.clone()
         };
@@ -216,11 +201,7 @@ impl Generator {
     }
 
     fn address(&mut self, muni: &Municipality) -> (String, String, String) {
-        let town = muni
-            .towns
-            .choose(&mut self.rng)
-            .cloned()
-            .unwrap_or_default();
+        let town = muni.towns.choose(&mut self.rng).cloned().unwrap_or_default();
         let address = if muni.prefecture == "東京都" {
             let mut a = format!(
                 "{}{}{}{}丁目{}番{}号",
@@ -240,13 +221,7 @@ impl Generator {
             }
             a
         } else {
-            format!(
-                "{}{}{}{}番地",
-                muni.prefecture,
-                muni.name,
-                town,
-                self.rng.gen_range(1..=250)
-            )
+            format!("{}{}{}{}番地", muni.prefecture, muni.name, town, self.rng.gen_range(1..=250))
         };
         let (postal_prefix, area) = match muni.code.prefecture() {
             "17" => ("92", "0768"),
@@ -254,35 +229,17 @@ impl Generator {
             _ => ("1", "03"),
         };
         let postal = if postal_prefix.len() == 1 {
-            format!(
-                "1{:02}-{:04}",
-                self.rng.gen_range(0..100),
-                self.rng.gen_range(0..10_000)
-            )
+            format!("1{:02}-{:04}", self.rng.gen_range(0..100), self.rng.gen_range(0..10_000))
         } else {
-            format!(
-                "{postal_prefix}{}-{:04}",
-                self.rng.gen_range(0..10),
-                self.rng.gen_range(0..10_000)
-            )
+            format!("{postal_prefix}{}-{:04}", self.rng.gen_range(0..10), self.rng.gen_range(0..10_000))
         };
         let phone = match self.rng.gen_range(0..10) {
             0 => String::new(),
-            1..=3 => format!(
-                "090-{:04}-{:04}",
-                self.rng.gen_range(0..10_000),
-                self.rng.gen_range(0..10_000)
-            ),
-            _ if area == "03" => format!(
-                "03-{:04}-{:04}",
-                self.rng.gen_range(3000..10_000),
-                self.rng.gen_range(0..10_000)
-            ),
-            _ => format!(
-                "{area}-{:02}-{:04}",
-                self.rng.gen_range(10..100),
-                self.rng.gen_range(0..10_000)
-            ),
+            1..=3 => format!("090-{:04}-{:04}", self.rng.gen_range(0..10_000), self.rng.gen_range(0..10_000)),
+            _ if area == "03" => {
+                format!("03-{:04}-{:04}", self.rng.gen_range(3000..10_000), self.rng.gen_range(0..10_000))
+            }
+            _ => format!("{area}-{:02}-{:04}", self.rng.gen_range(10..100), self.rng.gen_range(0..10_000)),
         };
         (postal, address, phone)
     }
@@ -291,14 +248,9 @@ impl Generator {
     pub fn person(&mut self) -> PersonRecord {
         let place_index = self.rng.gen_range(0..self.places.len());
         let muni = self.places[place_index].muni;
-        let sex = if self.rng.gen_bool(0.67) {
-            Sex::Female
-        } else {
-            Sex::Male
-        };
+        let sex = if self.rng.gen_bool(0.67) { Sex::Female } else { Sex::Male };
         let (birth_date, second_class) = self.birth_date();
-        let (family_name, given_name, family_name_kana, given_name_kana) =
-            self.person_name(sex, birth_date.year());
+        let (family_name, given_name, family_name_kana, given_name_kana) = self.person_name(sex, birth_date.year());
         let insurer_number = muni.insurer_number();
         let insured_number = self.insured_number(&insurer_number, second_class);
         let (postal_code, address, phone) = self.address(muni);
@@ -308,57 +260,33 @@ impl Generator {
 
         let certified_on = self.params.as_of - Duration::days(rng.gen_range(10..700));
         let months = [12u32, 24, 36, 48][rng.gen_range(0..4)];
-        let valid_to = certified_on
-            .checked_add_months(Months::new(months))
-            .map(|d| d - Duration::days(1));
+        let valid_to = certified_on.checked_add_months(Months::new(months)).map(|d| d - Duration::days(1));
         let care_office = if care_level == CareLevel::NotApplicable {
             None
         } else {
             let place = &self.places[place_index];
-            let office = if matches!(
-                care_level,
-                CareLevel::Support1 | CareLevel::Support2 | CareLevel::ProjectTarget
-            ) {
+            let office = if matches!(care_level, CareLevel::Support1 | CareLevel::Support2 | CareLevel::ProjectTarget) {
                 &place.support_center
             } else {
                 place.offices.choose(rng).unwrap_or(&place.support_center)
             };
-            let manager_sex = if rng.gen_bool(0.75) {
-                Sex::Female
-            } else {
-                Sex::Male
-            };
+            let manager_sex = if rng.gen_bool(0.75) { Sex::Female } else { Sex::Male };
             let names = names::names();
-            let manager = format!(
-                "{} {}",
-                names.surname(rng).kanji,
-                names.given(rng, manager_sex, 1975).written
-            );
+            let manager = format!("{} {}", names.surname(rng).kanji, names.given(rng, manager_sex, 1975).written);
             let phone = format!(
                 "{}-{:02}-{:04}",
-                if muni.prefecture == "東京都" {
-                    "03"
-                } else {
-                    "0120"
-                },
+                if muni.prefecture == "東京都" { "03" } else { "0120" },
                 rng.gen_range(10..100),
                 rng.gen_range(0..10_000)
             );
-            Some(CareOffice {
-                number: office.number.clone(),
-                name: office.name.clone(),
-                care_manager: manager,
-                phone,
-            })
+            Some(CareOffice { number: office.number.clone(), name: office.name.clone(), care_manager: manager, phone })
         };
         let copay_ratio = match rng.gen_range(0..100) {
             0..=86 => 1,
             87..=92 => 2,
             _ => 3,
         };
-        let burden_stage = rng
-            .gen_bool(0.12)
-            .then(|| BURDEN_STAGES.choose(rng).copied().unwrap_or("2").to_owned());
+        let burden_stage = rng.gen_bool(0.12).then(|| BURDEN_STAGES.choose(rng).copied().unwrap_or("2").to_owned());
         PersonRecord {
             person_id: self.ids.person_id(&insurer_number, &insured_number),
             card_insurer_number: muni.own_insurer_number(),

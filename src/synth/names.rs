@@ -37,9 +37,7 @@ pub struct Names {
 
 fn data_rows<'a>(text: &'a str, header: &str) -> impl Iterator<Item = Vec<&'a str>> {
     let header = header.to_owned();
-    text.lines()
-        .filter(move |l| !l.starts_with('#') && *l != header)
-        .map(|l| l.split('\t').collect())
+    text.lines().filter(move |l| !l.starts_with('#') && *l != header).map(|l| l.split('\t').collect())
 }
 
 fn is_kana_char(c: char) -> bool {
@@ -55,11 +53,7 @@ fn load() -> Names {
         surnames.push(Surname {
             kanji: f[0].to_owned(),
             kana: f[1].to_owned(),
-            variants: f[3]
-                .split(',')
-                .filter(|v| !v.is_empty())
-                .map(str::to_owned)
-                .collect(),
+            variants: f[3].split(',').filter(|v| !v.is_empty()).map(str::to_owned).collect(),
         });
         weights.push(f[2].parse::<u32>().expect("surnames.tsv weight"));
     }
@@ -113,18 +107,12 @@ impl Names {
     /// Other written forms of a given-name reading.
     pub fn homophones(&self, sex: Sex, kana: &str, except: &str) -> Vec<&str> {
         let s = usize::from(sex == Sex::Female);
-        self.given[s]
-            .iter()
-            .filter(|g| g.kana == kana && g.written != except)
-            .map(|g| g.written.as_str())
-            .collect()
+        self.given[s].iter().filter(|g| g.kana == kana && g.written != except).map(|g| g.written.as_str()).collect()
     }
 
     /// The standard form of a surname written with a variant kanji, if it is one.
     pub fn standard_of(&self, written: &str) -> Option<&Surname> {
-        self.surnames
-            .iter()
-            .find(|s| s.kanji == written || s.variants.iter().any(|v| v == written))
+        self.surnames.iter().find(|s| s.kanji == written || s.variants.iter().any(|v| v == written))
     }
 }
 

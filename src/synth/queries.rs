@@ -77,22 +77,12 @@ impl QueryMaker {
         while (wanted.len() as u64) < present {
             wanted.insert(rng.gen_range(0..persons));
         }
-        QueryMaker {
-            rng,
-            wanted,
-            seen: HashSet::new(),
-            queries: Vec::new(),
-            absent: count - present,
-        }
+        QueryMaker { rng, wanted, seen: HashSet::new(), queries: Vec::new(), absent: count - present }
     }
 
     /// Called with every person of the population, in order.
     pub fn observe(&mut self, index: u64, p: &PersonRecord) {
-        self.seen.insert(identity_hash(
-            &p.family_name_kana,
-            &p.given_name_kana,
-            p.birth_date,
-        ));
+        self.seen.insert(identity_hash(&p.family_name_kana, &p.given_name_kana, p.birth_date));
         if self.wanted.contains(&index) {
             let expected = Expected {
                 insurer_number: p.insurer_number.to_string(),
@@ -114,18 +104,10 @@ impl QueryMaker {
         let mut made = 0;
         while made < self.absent {
             let p = absent();
-            if self.seen.contains(&identity_hash(
-                &p.family_name_kana,
-                &p.given_name_kana,
-                p.birth_date,
-            )) {
+            if self.seen.contains(&identity_hash(&p.family_name_kana, &p.given_name_kana, p.birth_date)) {
                 continue;
             }
-            let q = if self.rng.gen_bool(CARD_SHARE) {
-                self.card(&p, None)
-            } else {
-                self.four_info(&p, None)
-            };
+            let q = if self.rng.gen_bool(CARD_SHARE) { self.card(&p, None) } else { self.four_info(&p, None) };
             self.queries.push(q);
             made += 1;
         }
@@ -203,8 +185,7 @@ impl QueryMaker {
 
     fn name(&mut self, p: &PersonRecord, noise: &mut Vec<&'static str>) -> String {
         let rng = &mut self.rng;
-        let (mut family_kana, mut given_kana) =
-            (p.family_name_kana.clone(), p.given_name_kana.clone());
+        let (mut family_kana, mut given_kana) = (p.family_name_kana.clone(), p.given_name_kana.clone());
         // Kana-level noise first, so every kana script below carries it.
         if rng.gen_bool(0.15) {
             if let Some((f, g)) = kana_variant(rng, &family_kana, &given_kana) {
@@ -257,19 +238,11 @@ impl QueryMaker {
             },
             45..=51 => {
                 noise.push("kanji_family_kana_given");
-                format!(
-                    "{}{sep}{}",
-                    p.family_name,
-                    kana::katakana_to_hiragana(&given_kana)
-                )
+                format!("{}{sep}{}", p.family_name, kana::katakana_to_hiragana(&given_kana))
             }
             52..=71 => {
                 noise.push("hiragana");
-                format!(
-                    "{}{sep}{}",
-                    kana::katakana_to_hiragana(&family_kana),
-                    kana::katakana_to_hiragana(&given_kana)
-                )
+                format!("{}{sep}{}", kana::katakana_to_hiragana(&family_kana), kana::katakana_to_hiragana(&given_kana))
             }
             72..=86 => {
                 noise.push("katakana");
@@ -323,11 +296,7 @@ impl QueryMaker {
             }
             25..=44 => {
                 noise.push("wareki_kanji");
-                let year = if y == 1 {
-                    "元".to_owned()
-                } else {
-                    y.to_string()
-                };
+                let year = if y == 1 { "元".to_owned() } else { y.to_string() };
                 format!("{}{year}年{m}月{day}日", era.kanji())
             }
             45..=54 => {
@@ -345,17 +314,8 @@ impl QueryMaker {
             }
             80..=89 => {
                 noise.push("kanji_numerals");
-                let year = if y == 1 {
-                    "元".to_owned()
-                } else {
-                    kanji_number(y)
-                };
-                format!(
-                    "{}{year}年{}月{}日",
-                    era.kanji(),
-                    kanji_number(m),
-                    kanji_number(day)
-                )
+                let year = if y == 1 { "元".to_owned() } else { kanji_number(y) };
+                format!("{}{year}年{}月{}日", era.kanji(), kanji_number(m), kanji_number(day))
             }
             _ => {
                 noise.push("no_era");
@@ -399,11 +359,7 @@ impl QueryMaker {
             }
             13..=15 => {
                 noise.push("address_part");
-                muni.towns
-                    .iter()
-                    .find(|t| p.address.contains(t.as_str()))
-                    .cloned()
-                    .unwrap_or_else(|| muni.name.clone())
+                muni.towns.iter().find(|t| p.address.contains(t.as_str())).cloned().unwrap_or_else(|| muni.name.clone())
             }
             _ => {
                 noise.push("missing_place");
@@ -415,15 +371,7 @@ impl QueryMaker {
 }
 
 fn to_fullwidth_digits(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_digit() {
-                char::from_u32(c as u32 + 0xFEE0).unwrap_or(c)
-            } else {
-                c
-            }
-        })
-        .collect()
+    s.chars().map(|c| if c.is_ascii_digit() { char::from_u32(c as u32 + 0xFEE0).unwrap_or(c) } else { c }).collect()
 }
 
 fn kanji_number(n: u32) -> String {
@@ -432,16 +380,8 @@ fn kanji_number(n: u32) -> String {
         0..=9 => D[n as usize].to_owned(),
         10..=99 => {
             let (t, o) = (n / 10, n % 10);
-            let tens = if t == 1 {
-                "十".to_owned()
-            } else {
-                format!("{}十", D[t as usize])
-            };
-            if o == 0 {
-                tens
-            } else {
-                format!("{tens}{}", D[o as usize])
-            }
+            let tens = if t == 1 { "十".to_owned() } else { format!("{}十", D[t as usize]) };
+            if o == 0 { tens } else { format!("{tens}{}", D[o as usize]) }
         }
         _ => n.to_string(),
     }
@@ -476,10 +416,7 @@ fn variant_swap(rng: &mut impl Rng, family: &str) -> Option<String> {
 
 /// Another written form of the same given-name reading (洋子 for 陽子): what a listener writes.
 fn homophone_given(rng: &mut impl Rng, p: &PersonRecord) -> Option<String> {
-    names()
-        .homophones(p.sex, &p.given_name_kana, &p.given_name)
-        .choose(rng)
-        .map(|s| (*s).to_owned())
+    names().homophones(p.sex, &p.given_name_kana, &p.given_name).choose(rng).map(|s| (*s).to_owned())
 }
 
 /// Kana spellings that differ from the register's but sound alike.
@@ -508,12 +445,7 @@ fn kana_variant(rng: &mut impl Rng, family: &str, given: &str) -> Option<(String
     if family.ends_with("オウ") || family.contains("オウ") {
         options.push((family.replacen("オウ", "オオ", 1), given.to_owned()));
     }
-    options
-        .into_iter()
-        .filter(|(f, g)| f != family || g != given)
-        .collect::<Vec<_>>()
-        .choose(rng)
-        .cloned()
+    options.into_iter().filter(|(f, g)| f != family || g != given).collect::<Vec<_>>().choose(rng).cloned()
 }
 
 /// One slip of the finger or the ear: a kana replaced by a neighbour, dropped, or two swapped.
@@ -526,9 +458,7 @@ fn typo(rng: &mut impl Rng, s: &str) -> String {
     match rng.gen_range(0..3) {
         0 => {
             let c = chars[i];
-            let near = char::from_u32(c as u32 + 2)
-                .filter(|n| ('ァ'..='ヶ').contains(n))
-                .unwrap_or('ア');
+            let near = char::from_u32(c as u32 + 2).filter(|n| ('ァ'..='ヶ').contains(n)).unwrap_or('ア');
             chars[i] = near;
         }
         1 => {
@@ -558,12 +488,6 @@ mod tests {
     fn romaji_long_vowels_vary() {
         let mut rng = ChaCha20Rng::seed_from_u64(1);
         let forms: HashSet<String> = (0..50).map(|_| romaji_variant(&mut rng, "satou")).collect();
-        assert_eq!(
-            forms,
-            ["satou", "sato", "satoh", "satō"]
-                .into_iter()
-                .map(String::from)
-                .collect()
-        );
+        assert_eq!(forms, ["satou", "sato", "satoh", "satō"].into_iter().map(String::from).collect());
     }
 }

@@ -10,12 +10,7 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_kaigo-field");
 
 /// Runs the binary and returns its output, whatever the exit status.
 pub fn run(args: &[&str], cwd: &Path) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .current_dir(cwd)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("the binary runs")
+    Command::new(BIN).args(args).current_dir(cwd).env("RUST_LOG", "warn").output().expect("the binary runs")
 }
 
 /// Runs the binary and panics with its stderr unless it succeeds.
@@ -34,10 +29,7 @@ pub fn ok(args: &[&str], cwd: &Path) -> String {
 pub fn fails(args: &[&str], cwd: &Path) -> String {
     let out = run(args, cwd);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        !out.status.success(),
-        "kaigo-field {args:?} should have failed; stderr: {stderr}"
-    );
+    assert!(!out.status.success(), "kaigo-field {args:?} should have failed; stderr: {stderr}");
     stderr
 }
 
@@ -94,23 +86,14 @@ impl Fixture {
         self.tmp.path()
     }
 
-    /// A node for 石川県 (or `region`) trusting this central.
+    /// A node named `name` for `region`, enrolled at this central and provisioned from its bundle.
     pub fn node(&self, name: &str, region: &str) {
+        let bundle = format!("{name}.bundle");
         ok(
-            &[
-                "node",
-                "init",
-                "--dir",
-                name,
-                "--central-key",
-                "central/central.pub",
-                "--region",
-                region,
-                "--node-id",
-                name,
-            ],
+            &["central", "enroll-node", "--dir", "central", "--node-id", name, "--region", region, "--out", &bundle],
             self.dir(),
         );
+        ok(&["node", "init", "--dir", name, "--bundle", &bundle], self.dir());
     }
 
     /// Another snapshot of the same CSV: the next version.
@@ -140,11 +123,7 @@ pub fn csv_rows(path: &Path) -> Vec<std::collections::HashMap<String, String>> {
     r.records()
         .map(|rec| {
             let rec = rec.expect("row");
-            headers
-                .iter()
-                .zip(rec.iter())
-                .map(|(h, v)| (h.to_owned(), v.to_owned()))
-                .collect()
+            headers.iter().zip(rec.iter()).map(|(h, v)| (h.to_owned(), v.to_owned())).collect()
         })
         .collect()
 }

@@ -1,0 +1,243 @@
+//! The gate between a node's encrypted snapshot and anyone who wants to read it.
+//!
+//! Importing an authorization (`Node::import_authorization`) decides with `authz::decide` and
+//! records the result; `Gate::access` is the one code path that hands out decrypted records, and
+//! it re-checks the window and the trusted time on every call. Outside the window the data key
+//! and the records are dropped (the key zeroized) and every call is refused with the reason.
+
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+
+use crate::authz::{self, Authorization, Decision, SignedAuthorization, jst};
+use crate::clock::Clock;
+use crate::keys::{DataKey, NodeSecretKey};
+use crate::model::PersonRecord;
+use crate::node::{Node, NodeError};
+use crate::snapshot;
+use crate::store::AuthorizationRow;
+
+/// Decrypted records and the authorization that opened them. Dropped when the window closes.
+pub struct OpenData {
+    pub authorization: Authorization,
+    /// Held only so that it is wiped (on drop) together with the records it opened.
+    _data_key: DataKey,
+    pub records: Vec<PersonRecord>,
+}
+
+impl std::fmt::Debug for OpenData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "OpenData({} #{}, {} records)", self.authorization.id, self.authorization.serial, self.records.len())
+    }
+}
+
+/// Why the data cannot be read now. Each says what to do; the web pages show these.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Denied {
+    #[error("災害認可がありません。コーディネーターが中央から認可を受け取り、取り込むまで検索できません")]
+    NoAuthorization,
+    #[error(
+        "災害認可（{disaster}）は終了しました（{reason}、{at}）。必要なら中央に延長を依頼し、新しい認可を取り込んでください"
+    )]
+    Closed { disaster: String, reason: String, at: String },
+    #[error("災害認可（{disaster}）はまだ始まっていません（{from} から）")]
+    NotYetValid { disaster: String, from: String },
+    #[error(
+        "ノードの時計（{now}）が、信頼できる最後の時刻（{mark}）より遅れているため停止しています。時計を合わせるか、コーディネーターが `kaigo-field clock forward` で進めてください"
+    )]
+    ClockBehind { now: String, mark: String },
+    #[error("認可されたデータを開けません（{0}）。コーディネーターに連絡してください")]
+    Unavailable(String),
+}
+
+/// What importing an authorization did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImportOutcome {
+    Activated {
+        id: String,
+        serial: u32,
+        until: DateTime<Utc>,
+    },
+    /// A newer serial whose window is over: the authorization was ended.
+    Closed {
+        id: String,
+        serial: u32,
+    },
+}
+
+pub const REASON_EXPIRED: &str = "期限切れ";
+pub const REASON_CLOSED: &str = "コーディネーターが終了";
+pub const REASON_REVOKED: &str = "中央が終了（取り消し・短縮）";
+pub const REASON_REPLACED: &str = "別の認可に置き換え";
+
+impl Node {
+    /// Checks an authorization code and, if it is good, makes it the one in force (or ends the
+    /// one it supersedes). The key is unwrapped here once to prove it opens this snapshot.
+    pub fn import_authorization(
+        &mut self,
+        code: &str,
+        secret: &NodeSecretKey,
+        clock: &dyn Clock,
+    ) -> Result<ImportOutcome, NodeError> {
+        let signed = SignedAuthorization::parse(code)?;
+        let a = &signed.authorization;
+        let now = self.now(clock)?;
+        let manifest = self.current_manifest()?.map(|(_, m)| m);
+        let seen = self.store.authorization(&a.id)?.map(|r| r.serial);
+        let high_water = self.high_water()?.unwrap_or(DateTime::<Utc>::MIN_UTC);
+        let ctx = authz::Context {
+            central_key: &self.info.central_key,
+            node_id: &self.info.node_id,
+            snapshot: manifest.as_ref(),
+            now,
+            high_water,
+            seen_serial: seen,
+        };
+        let decision = authz::decide(&signed, &ctx)?;
+        let mut row = AuthorizationRow {
+            id: a.id.clone(),
+            serial: a.serial,
+            code: None,
+            disaster: a.disaster.clone(),
+            not_before: a.not_before(),
+            not_after: a.not_after(),
+            drill: a.drill,
+            active: false,
+            closed_reason: None,
+            updated_at: now,
+        };
+        let outcome = match decision {
+            Decision::Activate => {
+                let grant = a.grant_for(&self.info.node_id).expect("decide checked the node is listed");
+                let key = secret.unwrap_data_key(&grant.wrapped_key).map_err(|_| authz::Refusal::KeyDoesNotOpen)?;
+                let held = manifest.as_ref().expect("decide checked a snapshot is held");
+                if key.key_id() != held.data_key_id {
+                    return Err(authz::Refusal::KeyDoesNotOpen.into());
+                }
+                row.code = Some(code.trim().to_owned());
+                row.active = true;
+                ImportOutcome::Activated { id: a.id.clone(), serial: a.serial, until: a.not_after() }
+            }
+            Decision::Close => {
+                row.closed_reason = Some(REASON_REVOKED.to_owned());
+                if self.store.active_authorization()?.is_some_and(|r| r.id == a.id) {
+                    self.store.close_active_authorization(REASON_REVOKED, now)?;
+                }
+                ImportOutcome::Closed { id: a.id.clone(), serial: a.serial }
+            }
+        };
+        self.store.put_authorization(&row, REASON_REPLACED)?;
+        // The central's clock when it issued this is trusted time.
+        self.store.raise_high_water(a.issued_at())?;
+        Ok(outcome)
+    }
+
+    /// Ends the authorization in force, if any (the coordinator's `authz close`).
+    pub fn close_authorization(&mut self, clock: &dyn Clock) -> Result<Option<String>, NodeError> {
+        let now = self.now(clock)?;
+        Ok(self.store.close_active_authorization(REASON_CLOSED, now)?)
+    }
+
+    /// The authorization in force and readable now, or why not. Ends an authorization whose
+    /// window is over (recording it), so that a restart after not-after comes back inactive.
+    pub fn check_access(&mut self, clock: &dyn Clock) -> Result<AuthorizationRow, Denied> {
+        let broken = |e: NodeError| Denied::Unavailable(e.to_string());
+        let now = self.now(clock).map_err(broken)?;
+        if let Some(mark) = self.high_water().map_err(broken)? {
+            if now < mark {
+                return Err(Denied::ClockBehind { now: jst(now), mark: jst(mark) });
+            }
+        }
+        // The node's own clock while it runs is trusted time from here on.
+        self.store.raise_high_water(now).map_err(|e| broken(e.into()))?;
+        let Some(row) = self.store.active_authorization().map_err(|e| broken(e.into()))? else {
+            return Err(match self.store.latest_authorization().map_err(|e| broken(e.into()))? {
+                Some(last) => Denied::Closed {
+                    disaster: last.disaster,
+                    reason: last.closed_reason.unwrap_or_default(),
+                    at: jst(last.updated_at),
+                },
+                None => Denied::NoAuthorization,
+            });
+        };
+        if now >= row.not_after {
+            self.store.close_active_authorization(REASON_EXPIRED, now).map_err(|e| broken(e.into()))?;
+            return Err(Denied::Closed { disaster: row.disaster, reason: REASON_EXPIRED.into(), at: jst(now) });
+        }
+        if now < row.not_before {
+            return Err(Denied::NotYetValid { disaster: row.disaster, from: jst(row.not_before) });
+        }
+        Ok(row)
+    }
+
+    /// Unwraps the data key of the authorization in force and decrypts the snapshot.
+    fn open_data(&self, row: &AuthorizationRow, secret: &NodeSecretKey) -> Result<OpenData, NodeError> {
+        let code = row.code.as_deref().expect("an active authorization keeps its code");
+        let signed = SignedAuthorization::parse(code)?;
+        // The stored code was checked on import; check the signature again in case the database
+        // was edited.
+        if !signed.signature_valid(&self.info.central_key) {
+            return Err(authz::Refusal::ForgedSignature.into());
+        }
+        let grant = signed
+            .authorization
+            .grant_for(&self.info.node_id)
+            .ok_or_else(|| NodeError::Refused(authz::Refusal::NodeNotListed(self.info.node_id.clone())))?;
+        let data_key = secret.unwrap_data_key(&grant.wrapped_key)?;
+        let (held, _) = self.current_manifest()?.ok_or(authz::Refusal::NoSnapshot)?;
+        let path = self.dir.snapshots().join(&held.file_name);
+        let file =
+            std::fs::File::open(&path).map_err(|source| NodeError::Io { path: path.display().to_string(), source })?;
+        let mut records = Vec::new();
+        snapshot::open(std::io::BufReader::new(file), &self.info.central_key, &data_key, |r| records.push(r))?;
+        Ok(OpenData { authorization: signed.authorization, _data_key: data_key, records })
+    }
+}
+
+/// The node's open data in this process. At most one `OpenData` exists, and only while the
+/// authorization in force allows it.
+#[derive(Default)]
+pub struct Gate {
+    open: Mutex<Option<Arc<OpenData>>>,
+}
+
+impl Gate {
+    pub fn new() -> Self {
+        Gate::default()
+    }
+
+    /// The open data if reading is allowed right now; otherwise drops it and says why. The only
+    /// way to reach decrypted records.
+    pub fn access(&self, node: &mut Node, secret: &NodeSecretKey, clock: &dyn Clock) -> Result<Arc<OpenData>, Denied> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let row = match node.check_access(clock) {
+            Ok(row) => row,
+            Err(denied) => {
+                *open = None;
+                return Err(denied);
+            }
+        };
+        if let Some(data) = open.as_ref() {
+            if data.authorization.id == row.id && data.authorization.serial == row.serial {
+                return Ok(data.clone());
+            }
+        }
+        *open = None;
+        let data = Arc::new(node.open_data(&row, secret).map_err(|e| {
+            tracing::error!(error = %e, "cannot open authorized data");
+            Denied::Unavailable(e.to_string())
+        })?);
+        *open = Some(data.clone());
+        Ok(data)
+    }
+
+    /// Drops the open data now (closing, shutdown).
+    pub fn close(&self) {
+        *self.open.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// Whether data is open in memory now.
+    pub fn is_open(&self) -> bool {
+        self.open.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+    }
+}
