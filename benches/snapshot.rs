@@ -45,8 +45,9 @@ fn main() {
     assert_eq!(outcome.manifest.record_count, persons, "every synthetic row is valid");
 
     let node_dir = NodeDir::new(root.join("node"));
-    node::init(&node_dir, &central_dir.public_key(), "bench", &Region::parse("17").expect("region"))
-        .expect("node init");
+    let bundle = root.join("bench.bundle");
+    central::enroll_node(&central_dir, "bench", &Region::parse("17").expect("region"), &bundle).expect("enroll");
+    node::init(&node_dir, &bundle, None).expect("node init");
     let mut node = Node::open(&node_dir).expect("node open");
     let started = Instant::now();
     node.import(&snap, clock.as_ref(), true).expect("import");

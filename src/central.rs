@@ -41,8 +41,8 @@ pub enum CentralError {
     InvalidRows { rows: u64, report: Box<ReadReport> },
     #[error("CSVに有効な行が1行もありません")]
     Empty,
-    #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    #[error("{path}: {cause}")]
+    Io { path: String, cause: std::io::Error },
     #[error(transparent)]
     Csv(#[from] CsvError),
     #[error(transparent)]
@@ -60,7 +60,7 @@ pub enum CentralError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CentralError + '_ {
-    move |source| CentralError::Io { path: path.display().to_string(), source }
+    move |cause| CentralError::Io { path: path.display().to_string(), cause }
 }
 
 #[derive(Debug, Clone)]
@@ -199,7 +199,7 @@ pub fn build_snapshot(
         };
         let m = builder.finish(params, &mut w)?;
         let f =
-            w.into_inner().map_err(|e| CentralError::Io { path: tmp.display().to_string(), source: e.into_error() })?;
+            w.into_inner().map_err(|e| CentralError::Io { path: tmp.display().to_string(), cause: e.into_error() })?;
         f.sync_all().map_err(io(&tmp))?;
         m
     };

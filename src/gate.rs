@@ -187,7 +187,7 @@ impl Node {
         let (held, _) = self.current_manifest()?.ok_or(authz::Refusal::NoSnapshot)?;
         let path = self.dir.snapshots().join(&held.file_name);
         let file =
-            std::fs::File::open(&path).map_err(|source| NodeError::Io { path: path.display().to_string(), source })?;
+            std::fs::File::open(&path).map_err(|cause| NodeError::Io { path: path.display().to_string(), cause })?;
         let mut records = Vec::new();
         snapshot::open(std::io::BufReader::new(file), &self.info.central_key, &data_key, |r| records.push(r))?;
         Ok(OpenData { authorization: signed.authorization, _data_key: data_key, records })

@@ -25,8 +25,8 @@ use crate::model::{InsuredNumber, InsurerNumber, PersonId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("{path}: 読み書きできません: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: 読み書きできません: {cause}")]
+    Io { path: PathBuf, cause: std::io::Error },
     #[error(
         "{path}: kaigo-field の{what}ファイルではありません（先頭行が {expected:?} ではない、または内容が壊れています）"
     )]
@@ -34,13 +34,14 @@ pub enum KeyError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> KeyError + '_ {
-    move |source| KeyError::Io { path: path.to_owned(), source }
+    move |cause| KeyError::Io { path: path.to_owned(), cause }
 }
 
 /// Writes `contents` to `path` atomically with the given mode: a temporary file beside it,
 /// fsync, rename, fsync of the directory.
 pub fn write_file_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), KeyError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    // A bare file name has the empty path as its parent: that is the current directory.
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let tmp =
         dir.join(format!(".{}.tmp", path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()));
     let mut f =

@@ -42,8 +42,8 @@ pub enum NodeError {
         "このスナップショット（版 {offered}）は、すでに持っている版 {held} より新しくありません。最新のスナップショットを取得してください"
     )]
     NotNewer { offered: u64, held: u64 },
-    #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    #[error("{path}: {cause}")]
+    Io { path: String, cause: std::io::Error },
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
     #[error(transparent)]
@@ -65,7 +65,7 @@ pub enum NodeError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> NodeError + '_ {
-    move |source| NodeError::Io { path: path.display().to_string(), source }
+    move |cause| NodeError::Io { path: path.display().to_string(), cause }
 }
 
 /// Paths inside a node directory.
@@ -276,7 +276,7 @@ impl Node {
             let m = snapshot::verify(input, &self.info.central_key, &mut writer, |n| progress.set_position(n))?;
             let out = writer
                 .into_inner()
-                .map_err(|e| NodeError::Io { path: tmp.display().to_string(), source: e.into_error() })?;
+                .map_err(|e| NodeError::Io { path: tmp.display().to_string(), cause: e.into_error() })?;
             out.sync_all().map_err(io(&tmp))?;
             progress.finish();
             if m != head {

@@ -11,8 +11,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("データベース {path} を開けません: {source}")]
-    Open { path: String, source: rusqlite::Error },
+    #[error("データベース {path} を開けません: {cause}")]
+    Open { path: String, cause: rusqlite::Error },
     #[error("データベースの操作に失敗しました: {0}")]
     Sql(#[from] rusqlite::Error),
     #[error(
@@ -98,7 +98,7 @@ pub struct HeldSnapshot {
 impl Store {
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let conn =
-            Connection::open(path).map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
+            Connection::open(path).map_err(|cause| StoreError::Open { path: path.display().to_string(), cause })?;
         Self::configure(&conn)?;
         let mut store = Store { conn };
         store.migrate()?;

@@ -26,8 +26,8 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
     #[error(transparent)]
     Key(#[from] KeyError),
-    #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    #[error("{path}: {cause}")]
+    Io { path: String, cause: std::io::Error },
 }
 
 /// The process-wide rustls provider. Every TLS config in the crate is built from it, so only
@@ -75,7 +75,7 @@ pub fn ensure_server_identity(dir: &Path, node_id: &str) -> Result<ServerIdentit
             .recursive(true)
             .mode(0o700)
             .create(dir)
-            .map_err(|source| TlsError::Io { path: dir.display().to_string(), source })?;
+            .map_err(|cause| TlsError::Io { path: dir.display().to_string(), cause })?;
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(node_names(node_id))?;
         let mut dn = DistinguishedName::new();
@@ -117,8 +117,7 @@ pub fn server_config(identity: ServerIdentity) -> Result<Arc<ServerConfig>, TlsE
 
 /// Issues a node's TLS certificate from the central's CA: (certificate PEM, private key PEM).
 pub fn issue_node_cert(ca_cert: &Path, ca_key: &Path, node_id: &str) -> Result<(String, String), TlsError> {
-    let read =
-        |p: &Path| fs::read_to_string(p).map_err(|source| TlsError::Io { path: p.display().to_string(), source });
+    let read = |p: &Path| fs::read_to_string(p).map_err(|cause| TlsError::Io { path: p.display().to_string(), cause });
     let ca_key = KeyPair::from_pem(&read(ca_key)?)?;
     // The CA certificate is only read to check it is there; the issuer is rebuilt from its
     // fixed parameters and key.
