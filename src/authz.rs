@@ -245,11 +245,13 @@ impl SignedAuthorization {
         let Some(body) = cleaned.strip_prefix("KFAI") else {
             return Err(Refusal::Malformed("認可コードは KFA1- で始まります".into()));
         };
-        let blob = BASE32_NOPAD
-            .decode(body.as_bytes())
-            .map_err(|_| Refusal::Malformed("使えない文字があるか、文字数が合いません".into()))?;
+        let cut = || Refusal::Malformed("文字数が合いません（途中で切れているか、余分な文字があります）".into());
+        let blob = BASE32_NOPAD.decode(body.as_bytes()).map_err(|e| match e.kind {
+            data_encoding::DecodeKind::Length | data_encoding::DecodeKind::Trailing => cut(),
+            _ => Refusal::Malformed("使えない文字があります（使えるのは英字 A〜Z と数字 2〜7）".into()),
+        })?;
         if blob.len() < 64 + CHECKSUM_BYTES + 1 {
-            return Err(Refusal::Malformed("コードが短すぎます（途中で切れていませんか）".into()));
+            return Err(cut());
         }
         let (signed, check) = blob.split_at(blob.len() - CHECKSUM_BYTES);
         if Sha256::digest(signed)[..CHECKSUM_BYTES] != *check {

@@ -111,6 +111,9 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Deleted content (a closed authorization's code, and with it the wrapped data key) is
+        // overwritten, not left in free pages for whoever copies the disk.
+        conn.pragma_update(None, "secure_delete", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         Ok(())
     }
@@ -282,6 +285,7 @@ impl Store {
             ],
         )?;
         tx.commit()?;
+        self.forget_old_pages()?;
         Ok(())
     }
 
@@ -294,7 +298,17 @@ impl Store {
              WHERE state = 'active'",
             params![reason, at],
         )?;
+        if id.is_some() {
+            self.forget_old_pages()?;
+        }
         Ok(id)
+    }
+
+    /// Copies the WAL into the database and empties it, so that no old version of a page (with a
+    /// forgotten code in it) stays in the WAL file.
+    fn forget_old_pages(&self) -> Result<(), StoreError> {
+        self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(())
     }
 
     pub fn trusted_time(&self) -> Result<TrustedTime, StoreError> {

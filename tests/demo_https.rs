@@ -3,91 +3,28 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::path::Path;
 
-use common::{BIN, csv_rows};
+use common::{Spawned, csv_rows};
 
-struct Demo {
-    child: Child,
-    lines: mpsc::Receiver<String>,
+fn start(dir: &std::path::Path) -> (Spawned, String) {
+    let dir = dir.to_str().unwrap();
+    let mut demo =
+        Spawned::start(&["demo", "--dir", dir, "--listen", "127.0.0.1:0", "--persons", "300"], Path::new("."), &[]);
+    let url = demo.url();
+    (demo, url)
 }
 
-impl Demo {
-    fn start(dir: &std::path::Path) -> (Demo, String) {
-        let mut child = Command::new(BIN)
-            .args(["demo", "--dir"])
-            .arg(dir)
-            .args(["--listen", "127.0.0.1:0", "--persons", "300"])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut demo = Demo { child, lines };
-        let url = demo.wait_for("URL: ").trim_start_matches("URL: ").to_owned();
-        (demo, url)
-    }
-
-    /// The first line containing `needle`, within a minute (setup compiles nothing, but CI is slow).
-    fn wait_for(&mut self, needle: &str) -> String {
-        loop {
-            match self.lines.recv_timeout(Duration::from_secs(60)) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(_) => continue,
-                Err(e) => panic!("demo never printed {needle:?}: {e}"),
-            }
-        }
-    }
-
-    fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-        self.wait_for("停止しました");
-        for _ in 0..200 {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        panic!("demo did not exit after SIGTERM");
-    }
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-    }
-}
-
-fn client(dir: &std::path::Path) -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+fn client(dir: &Path) -> reqwest::Client {
     // Trust the central's CA, which signed the node's certificate at enrolment.
-    let pem = std::fs::read(dir.join("node/tls/ca.pem")).unwrap();
-    reqwest::Client::builder()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
-        .build()
-        .unwrap()
+    common::https_client(&dir.join("node/tls/ca.pem"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_serves_the_status_page_over_https_and_stops_on_sigterm() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("demo");
-    let (demo, url) = Demo::start(&dir);
+    let (demo, url) = start(&dir);
     assert!(url.starts_with("https://127.0.0.1:"), "{url}");
     let http = client(&dir);
 
@@ -141,13 +78,13 @@ async fn demo_serves_the_status_page_over_https_and_stops_on_sigterm() {
     let status_page = http.get(&url).send().await.unwrap().text().await.unwrap();
     assert!(status_page.contains("無効：検索はできません"));
 
-    let status = demo.terminate();
+    let (status, _) = demo.terminate();
     assert!(status.success(), "exit status after SIGTERM: {status}");
 
     // A second start reuses the demo instead of rebuilding it, and asks for a new drill window
     // because the coordinator closed the last one.
-    let (demo, url2) = Demo::start(&dir);
+    let (demo, url2) = start(&dir);
     let again = client(&dir).get(&url2).send().await.unwrap().text().await.unwrap();
     assert!(again.contains("300人") && again.contains("有効：検索できます"), "{again}");
-    assert!(demo.terminate().success());
+    assert!(demo.terminate().0.success());
 }
