@@ -50,20 +50,9 @@ fn an_authorization_is_issued_imported_extended_revoked_and_closed_through_the_c
 
     // A real (not drill) authorization cannot be cut for synthetic data, at the central already.
     let err = fails(
-        &[
-            "central",
-            "authorize",
-            "--dir",
-            "central",
-            "--disaster",
-            "x",
-            "--municipalities",
-            "172049",
-            "--nodes",
-            "n",
-            "--out",
-            "real.kfauth",
-        ],
+        &"central authorize --dir central --disaster x --municipalities 172049 --nodes n --out real.kfauth"
+            .split(' ')
+            .collect::<Vec<_>>(),
         f.dir(),
     );
     assert!(err.contains("合成データ"), "{err}");
@@ -80,21 +69,9 @@ fn an_authorization_is_issued_imported_extended_revoked_and_closed_through_the_c
 
     // For another node only: refused.
     let other = ok(
-        &[
-            "central",
-            "authorize",
-            "--dir",
-            "central",
-            "--disaster",
-            "x",
-            "--municipalities",
-            "172049",
-            "--nodes",
-            "n2",
-            "--drill",
-            "--out",
-            "other.kfauth",
-        ],
+        &"central authorize --dir central --disaster x --municipalities 172049 --nodes n2 --drill --out other.kfauth"
+            .split(' ')
+            .collect::<Vec<_>>(),
         f.dir(),
     );
     assert!(other.contains("n2"));

@@ -60,22 +60,9 @@ impl Fixture {
             ],
             d,
         );
-        ok(
-            &[
-                "central",
-                "snapshot",
-                "--dir",
-                "central",
-                "--input",
-                "persons.csv",
-                "--out",
-                "region.kfsnap",
-                "--synthetic",
-                "--quiet",
-            ],
-            d,
-        );
-        Fixture { tmp }
+        let f = Fixture { tmp };
+        f.snapshot("region.kfsnap");
+        f
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
