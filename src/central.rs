@@ -20,7 +20,7 @@ use crate::keys::{
 };
 use crate::limits::CSV_ERRORS_SHOWN_MAX;
 use crate::model::{MunicipalityCode, OfficeNumber};
-use crate::node::{BUNDLE_FORMAT, Bundle};
+use crate::node::{BUNDLE_FORMAT, Bundle, node_key_message};
 use crate::person_csv::{self, CsvEncoding, CsvError, ReadReport};
 use crate::progress::Progress;
 use crate::region::{self, Region};
@@ -285,6 +285,10 @@ pub fn enroll_node(
         tls_cert_pem,
         tls_key_pem,
         node_secret_key: secret.to_file_text(None).to_string(),
+        node_public_key: secret.public().to_text(),
+        node_public_key_signature: hex::encode(
+            CentralSigningKey::load(&dir.signing_key())?.sign(&node_key_message(node_id, &secret.public().to_text())),
+        ),
     };
     let json = zeroize::Zeroizing::new(serde_json::to_vec_pretty(&bundle).expect("a bundle serializes"));
     write_secret_file(out, &json)?;

@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::audit::{self, Action, AuditLog, ChainWriter, CommitMode, NewEntry, Outcome};
 use crate::authz::{self, Role, Section};
 use crate::central::{self, AuthorizeRequest, CentralDir, CentralError, SnapshotOptions};
 use crate::clock::{self, SharedClock};
@@ -20,6 +21,7 @@ use crate::gate::{Gate, ImportOutcome};
 use crate::http::{self, AppState};
 use crate::keys::NodeSecretKey;
 use crate::model::MunicipalityCode;
+use crate::model::PersonId;
 use crate::node::{self, Node, NodeDir, describe_region};
 use crate::person_csv::{self, CsvEncoding, ReadReport};
 use crate::progress::Progress;
@@ -60,6 +62,35 @@ pub enum Command {
     /// ノードの時計（進めることだけができる）
     #[command(subcommand)]
     Clock(ClockCommand),
+    /// 監査ログの検証・書き出し・個人ごとのアクセス一覧
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// ハッシュチェーンと署名を検証する（不正があれば最初の番号を示し、終了コード 1）
+    Verify {
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// 監査ログを書き出す（JSON Lines、または FHIR AuditEvent 形式）
+    Export {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+        /// jsonl（既定）か fhir
+        #[arg(long, default_value = "jsonl")]
+        format: String,
+    },
+    /// ある人の記録に、このノードで誰がいつ何のためにアクセスしたか
+    Person {
+        #[arg(long)]
+        dir: PathBuf,
+        /// 個人ID（32桁の16進数）
+        person_id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -340,8 +371,8 @@ pub fn run(cli: Cli) -> Result<()> {
                 (None, None) => bail!("認可ファイルか --text で認可コードを指定してください"),
             };
             let mut node = Node::open(&NodeDir::new(dir))?;
-            let secret = open_secret(&node)?;
-            match node.import_authorization(&code, &secret, clock.as_ref())? {
+            let secret = Arc::new(open_secret(&node)?);
+            match import_authorization(&mut node, &code, secret, &clock)? {
                 ImportOutcome::Activated { id, serial, until } => {
                     println!("認可を取り込みました（{id} 連番 {serial}）。{} まで検索できます。", authz::jst(until));
                 }
@@ -370,16 +401,75 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Authz(AuthzCommand::Close { dir }) => {
             let mut node = Node::open(&NodeDir::new(dir))?;
-            match node.close_authorization(clock.as_ref())? {
+            let secret = Arc::new(open_secret(&node)?);
+            let closed = node.close_authorization(clock.as_ref())?;
+            let detail = closed.clone().unwrap_or_else(|| "none active".into());
+            node.audit(
+                secret,
+                clock.clone(),
+                &[NewEntry::new(COORDINATOR, Action::AuthorizationClose, Outcome::Ok, detail)],
+            )?;
+            match closed {
                 Some(id) => println!("認可 {id} を終了しました。鍵は消え、検索はできません。"),
                 None => println!("有効な認可はありません。"),
             }
             Ok(())
         }
+        Command::Audit(AuditCommand::Verify { dir }) => {
+            let node = Node::open(&NodeDir::new(dir))?;
+            match node.verify_audit()? {
+                Ok(report) => {
+                    println!(
+                        "監査ログは正常です: {} 件、署名つきチェックポイント {} 件、先頭ハッシュ {}",
+                        report.entries, report.checkpoints, report.head_hash
+                    );
+                    Ok(())
+                }
+                Err(fault) => bail!("{fault}"),
+            }
+        }
+        Command::Audit(AuditCommand::Export { dir, from, format }) => {
+            let node = Node::open(&NodeDir::new(dir))?;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            for e in node.store.audit_entries(from)? {
+                let line = match format.as_str() {
+                    "jsonl" => serde_json::to_string(&e)?,
+                    "fhir" => audit::fhir_audit_event(&e, &node.info.node_id).to_string(),
+                    other => bail!("--format {other} は使えません: jsonl か fhir"),
+                };
+                writeln!(out, "{line}")?;
+            }
+            out.flush()?;
+            Ok(())
+        }
+        Command::Audit(AuditCommand::Person { dir, person_id }) => {
+            let person = PersonId::parse(&person_id)?;
+            let node = Node::open(&NodeDir::new(dir))?;
+            let entries = node.store.audit_entries_for(person.as_str())?;
+            if entries.is_empty() {
+                println!("このノードでは、この人の記録へのアクセスはありません。");
+            }
+            for e in entries {
+                println!(
+                    "{}  {}  {}  事業所 {}  {}  目的: {}  結果: {}",
+                    e.wall_time,
+                    e.operator,
+                    e.role.as_deref().unwrap_or("-"),
+                    e.facility.as_deref().unwrap_or("-"),
+                    e.action,
+                    e.purpose.as_deref().unwrap_or("-"),
+                    e.outcome
+                );
+            }
+            Ok(())
+        }
         Command::Clock(ClockCommand::Forward { dir, to }) => {
             let mut node = Node::open(&NodeDir::new(dir))?;
+            let secret = Arc::new(open_secret(&node)?);
             let before = node.now(clock.as_ref())?;
             node.move_clock_forward(to, clock.as_ref())?;
+            let detail = format!("{} -> {}", before.to_rfc3339(), to.to_rfc3339());
+            node.audit(secret, clock.clone(), &[NewEntry::new(COORDINATOR, Action::ClockMove, Outcome::Ok, detail)])?;
             println!("ノードの時刻を {} から {} に進めました（記録しました）。", authz::jst(before), authz::jst(to));
             Ok(())
         }
@@ -392,7 +482,8 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Snapshot(SnapshotCommand::Import { dir, file, quiet }) => {
             let mut node = Node::open(&NodeDir::new(dir))?;
-            let m = node.import(&file, clock.as_ref(), quiet)?;
+            let secret = Arc::new(open_secret(&node)?);
+            let m = import_snapshot(&mut node, &file, secret, &clock, quiet)?;
             println!("取り込みました。");
             print_manifest(&m);
             Ok(())
@@ -511,6 +602,49 @@ pub fn snapshot_command(args: &SnapshotArgs, clock: &SharedClock) -> Result<()> 
     }
 }
 
+/// Imports a snapshot and records the attempt, whatever its outcome, in the audit log.
+fn import_snapshot(
+    node: &mut Node,
+    file: &Path,
+    secret: Arc<NodeSecretKey>,
+    clock: &SharedClock,
+    quiet: bool,
+) -> Result<Manifest> {
+    let result = node.import(file, clock.as_ref(), quiet);
+    let entry = match &result {
+        Ok(m) => NewEntry::new(
+            COORDINATOR,
+            Action::SnapshotImport,
+            Outcome::Ok,
+            format!("snapshot v{} {}", m.snapshot_version, m.snapshot_id),
+        ),
+        Err(e) => NewEntry::new(COORDINATOR, Action::SnapshotImport, Outcome::Failed, e.to_string()),
+    };
+    node.audit(secret, clock.clone(), &[entry])?;
+    Ok(result?)
+}
+
+/// Imports an authorization and records the attempt (refusals too) in the audit log.
+fn import_authorization(
+    node: &mut Node,
+    code: &str,
+    secret: Arc<NodeSecretKey>,
+    clock: &SharedClock,
+) -> Result<ImportOutcome> {
+    let result = node.import_authorization(code, &secret, clock.as_ref());
+    let entry = match &result {
+        Ok(ImportOutcome::Activated { id, serial, .. }) => {
+            NewEntry::new(COORDINATOR, Action::AuthorizationImport, Outcome::Ok, format!("{id} #{serial} activated"))
+        }
+        Ok(ImportOutcome::Closed { id, serial }) => {
+            NewEntry::new(COORDINATOR, Action::AuthorizationImport, Outcome::Ok, format!("{id} #{serial} ended it"))
+        }
+        Err(e) => NewEntry::new(COORDINATOR, Action::AuthorizationRefused, Outcome::Denied, e.to_string()),
+    };
+    node.audit(secret, clock.clone(), &[entry])?;
+    Ok(result?)
+}
+
 /// Extra lines printed once the server is listening (the demo's logins), given the URL and
 /// the certificate fingerprint.
 type Banner = dyn Fn(&str, &str);
@@ -612,7 +746,18 @@ pub fn authorize_command(args: &AuthorizeArgs, clock: &SharedClock) -> Result<St
 /// Serves a node until SIGINT or SIGTERM. `banner` prints extra lines once listening.
 fn serve(dir: &NodeDir, listen: SocketAddr, clock: SharedClock, banner: Option<&Banner>) -> Result<()> {
     let node = Node::open(dir)?;
-    let secret = open_secret(&node)?;
+    let secret = Arc::new(open_secret(&node)?);
+    // A log that does not verify cannot vouch for anything served from here on: refuse to start.
+    if let Err(fault) = node.verify_audit()? {
+        bail!(
+            "{fault}。監査ログが改ざん・破損しているため起動しません。`kaigo-field audit verify` で確認し、中央に連絡してください"
+        );
+    }
+    let audit = Arc::new(AuditLog::start(
+        crate::store::Store::open(&dir.db())?,
+        ChainWriter::new(&node.info.node_id, secret.clone(), clock.clone()),
+        CommitMode::Group,
+    ));
     let identity = tls::ensure_server_identity(&dir.tls(), &node.info.node_id)?;
     let fingerprint = identity.fingerprint.clone();
     let config = tls::server_config(identity)?;
@@ -631,10 +776,12 @@ fn serve(dir: &NodeDir, listen: SocketAddr, clock: SharedClock, banner: Option<&
         println!("停止するには Ctrl-C を押してください。");
         // Tests read these lines from a pipe; push them out now.
         std::io::stdout().flush()?;
+        audit.record(NewEntry::new("node", Action::NodeStart, Outcome::Ok, url.clone())).await?;
         let state = AppState {
             node: Arc::new(Mutex::new(node)),
             gate: Arc::new(Gate::new()),
-            secret: Arc::new(secret),
+            secret,
+            audit: audit.clone(),
             clock,
             fingerprint,
         };
@@ -645,6 +792,12 @@ fn serve(dir: &NodeDir, listen: SocketAddr, clock: SharedClock, banner: Option<&
         shutdown.cancel();
         keeper.await.context("時刻の見張りが異常終了しました")?;
         state.gate.close();
+        // The last entry and its signed checkpoint: the log is closed cleanly.
+        audit.record(NewEntry::new("node", Action::NodeStop, Outcome::Ok, "shutdown")).await?;
+        drop(state);
+        if let Ok(audit) = Arc::try_unwrap(audit) {
+            audit.stop();
+        }
         println!("停止しました。");
         Ok(())
     })
@@ -714,11 +867,15 @@ fn demo_setup(root: &Path, node_dir: &NodeDir, args: &DemoArgs, clock: &SharedCl
     node::init(node_dir, &bundle, None)?;
     fs::remove_file(&bundle)?;
     let mut node = Node::open(node_dir)?;
-    node.import(&snap, clock.as_ref(), false)?;
+    let secret = Arc::new(node.secret_key(None)?);
+    import_snapshot(&mut node, &snap, secret, clock, false)?;
     demo_authorize(root, &mut node, args, clock)
 }
 
 const DEMO_NODE: &str = "demo-node";
+
+/// Who runs commands on the node, in the audit log.
+const COORDINATOR: &str = "coordinator";
 
 /// A 7-day drill authorization for the demo node, issued and imported.
 fn demo_authorize(root: &Path, node: &mut Node, args: &DemoArgs, clock: &SharedClock) -> Result<()> {
@@ -743,7 +900,7 @@ fn demo_authorize(root: &Path, node: &mut Node, args: &DemoArgs, clock: &SharedC
         },
         clock,
     )?;
-    let secret = node.secret_key(None)?;
-    node.import_authorization(&code, &secret, clock.as_ref())?;
+    let secret = Arc::new(node.secret_key(None)?);
+    import_authorization(node, &code, secret, clock)?;
     Ok(())
 }

@@ -16,6 +16,7 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use tokio_util::sync::CancellationToken;
 
+use crate::audit::{Action, AuditLog, Audited, NewEntry, Outcome};
 use crate::authz::jst;
 use crate::clock::SharedClock;
 use crate::gate::{Denied, Gate, OpenData};
@@ -35,6 +36,8 @@ pub struct AppState {
     /// The only way to decrypted records.
     pub gate: Arc<Gate>,
     pub secret: Arc<NodeSecretKey>,
+    /// Every access is written here, durably, before its response leaves.
+    pub audit: Arc<AuditLog>,
     pub clock: SharedClock,
     pub fingerprint: String,
 }
@@ -62,14 +65,28 @@ pub struct Authorized(pub Arc<OpenData>);
 impl FromRequestParts<AppState> for Authorized {
     type Rejection = Response;
 
-    async fn from_request_parts(_parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
         let result = state
             .with_node(|node, s| s.gate.access(node, &s.secret, s.clock.as_ref()))
             .await
             .map_err(IntoResponse::into_response)?;
-        result.map(Authorized).map_err(|denied| AppError::Denied(denied).into_response())
+        match result {
+            Ok(open) => Ok(Authorized(open)),
+            Err(denied) => {
+                // A refusal is an access attempt too: it is logged before the answer goes out.
+                let route = parts.extensions.get::<MatchedPath>().map_or("", |p| p.as_str()).to_owned();
+                let entry = NewEntry::new(ANONYMOUS, Action::Denied, Outcome::Denied, format!("{route}: {denied}"));
+                match state.audit.record(entry).await {
+                    Ok(_) => Err(AppError::Denied(denied).into_response()),
+                    Err(e) => Err(AppError::AuditUnavailable(e.to_string()).into_response()),
+                }
+            }
+        }
     }
 }
+
+/// Who is on the other end before staff sign-in exists.
+const ANONYMOUS: &str = "anonymous";
 
 /// Every few seconds: note the node's running time as trusted, and close the authorization at
 /// its not-after (dropping the open data), so expiry does not wait for the next request.
@@ -102,6 +119,8 @@ pub enum AppError {
     /// The data may not be read now: 403 with the reason and what to do (503 when the clock is
     /// behind, which is a fault of the node rather than a refusal).
     Denied(Denied),
+    /// The audit entry could not be written: nothing is served (fail closed).
+    AuditUnavailable(String),
 }
 
 impl IntoResponse for AppError {
@@ -114,6 +133,14 @@ impl IntoResponse for AppError {
                     "処理中に問題が起きました。少し待ってからやり直してください。続くときはコーディネーターに連絡してください。",
                 );
                 (StatusCode::INTERNAL_SERVER_ERROR, Html(page.into_string())).into_response()
+            }
+            AppError::AuditUnavailable(detail) => {
+                tracing::error!(%detail, "audit write failed; request refused");
+                let page = views::error_page(
+                    "一時的に利用できません",
+                    "アクセスの記録（監査ログ）を書けないため、情報を出せません。コーディネーターに連絡してください。ディスクの空きや故障を確かめる必要があります。",
+                );
+                (StatusCode::SERVICE_UNAVAILABLE, Html(page.into_string())).into_response()
             }
             AppError::Denied(denied) => {
                 let status = match denied {
@@ -182,10 +209,16 @@ async fn status(State(state): State<AppState>) -> Result<Html<String>, AppError>
     Ok(Html(views::status(&view).into_string()))
 }
 
-/// The search page's entry: open only under an authorization. Staff login and the search form
-/// come with the staff and search issues; until then it says so.
-async fn search(Authorized(open): Authorized) -> Html<String> {
-    Html(views::search_closed_to_anonymous(&open.authorization.disaster, open.authorization.drill).into_string())
+/// The search page's entry: open only under an authorization, and logged. Staff login and the
+/// search form come with the staff and search issues; until then it says so.
+async fn search(
+    State(state): State<AppState>,
+    Authorized(open): Authorized,
+) -> Result<Audited<Html<String>>, AppError> {
+    let entry = NewEntry::new(ANONYMOUS, Action::View, Outcome::Ok, "search page");
+    let receipt = state.audit.record(entry).await.map_err(|e| AppError::AuditUnavailable(e.to_string()))?;
+    let page = views::search_closed_to_anonymous(&open.authorization.disaster, open.authorization.drill);
+    Ok(Audited::new(receipt, Html(page.into_string())))
 }
 
 async fn stylesheet() -> impl IntoResponse {

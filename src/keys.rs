@@ -192,6 +192,16 @@ impl DataKey {
         key_id("kaigo-field/data-key-id/v1", &self.0)
     }
 
+    /// A keyed hash of an audit query summary: the central (which holds the data key) can check
+    /// whether a log entry was a search for a given person; whoever takes the node, without an
+    /// authorization, learns nothing from it.
+    pub fn audit_query_hash(&self, summary: &str) -> [u8; 32] {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        mac.update(b"kaigo-field/audit-query/v1\0");
+        mac.update(summary.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
     pub fn save(&self, path: &Path) -> Result<(), KeyError> {
         write_secret_file(path, key_file_text(DATA_KEY_HEADER, &self.0).as_bytes())
     }
@@ -248,10 +258,16 @@ impl PersonIdKey {
 const NODE_KEY_HEADER: &str = "kaigo-field node key v1";
 const NODE_KEY_SEALED_HEADER: &str = "kaigo-field node key sealed v1";
 const NODE_PUBLIC_HEADER: &str = "kaigo-field node public key v1";
+const NODE_KEY_BYTES: usize = 64;
 
-/// The node's X25519 secret: it unwraps the snapshot data key that an authorization carries for
-/// this node. On disk in clear (mode 0600) or sealed with the coordinator's passphrase.
-pub struct NodeSecretKey(crypto_box::SecretKey);
+/// The node's secrets: an X25519 key that unwraps the snapshot data key an authorization carries
+/// for this node, and an Ed25519 key that signs its audit checkpoints. On disk as 64 bytes
+/// (X25519, then the Ed25519 seed), in clear (mode 0600) or sealed with the coordinator's
+/// passphrase.
+pub struct NodeSecretKey {
+    boxing: crypto_box::SecretKey,
+    signing: SigningKey,
+}
 
 impl fmt::Debug for NodeSecretKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -259,9 +275,13 @@ impl fmt::Debug for NodeSecretKey {
     }
 }
 
-/// The node's X25519 public key, which the central wraps data keys for.
+/// The node's public keys: X25519 (the central wraps data keys for it) and Ed25519 (audit
+/// checkpoints verify with it).
 #[derive(Clone, PartialEq, Eq)]
-pub struct NodePublicKey(crypto_box::PublicKey);
+pub struct NodePublicKey {
+    boxing: crypto_box::PublicKey,
+    signing: VerifyingKey,
+}
 
 impl fmt::Debug for NodePublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -283,16 +303,37 @@ pub enum UnwrapError {
 
 impl NodeSecretKey {
     pub fn generate() -> Self {
-        NodeSecretKey(crypto_box::SecretKey::generate(&mut OsRng))
+        NodeSecretKey { boxing: crypto_box::SecretKey::generate(&mut OsRng), signing: SigningKey::generate(&mut OsRng) }
+    }
+
+    fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        let boxing: [u8; 32] = bytes.get(..32)?.try_into().ok()?;
+        let seed: [u8; 32] = bytes.get(32..NODE_KEY_BYTES)?.try_into().ok()?;
+        (bytes.len() == NODE_KEY_BYTES).then(|| NodeSecretKey {
+            boxing: crypto_box::SecretKey::from_bytes(boxing),
+            signing: SigningKey::from_bytes(&seed),
+        })
+    }
+
+    fn to_bytes(&self) -> Zeroizing<[u8; NODE_KEY_BYTES]> {
+        let mut out = Zeroizing::new([0u8; NODE_KEY_BYTES]);
+        out[..32].copy_from_slice(&self.boxing.to_bytes());
+        out[32..].copy_from_slice(&self.signing.to_bytes());
+        out
     }
 
     pub fn public(&self) -> NodePublicKey {
-        NodePublicKey(self.0.public_key())
+        NodePublicKey { boxing: self.boxing.public_key(), signing: self.signing.verifying_key() }
+    }
+
+    /// Signs an audit checkpoint (or anything else the node vouches for).
+    pub fn sign(&self, message: &[u8]) -> [u8; 64] {
+        self.signing.sign(message).to_bytes()
     }
 
     /// Opens a data key sealed for this node.
     pub fn unwrap_data_key(&self, wrapped: &[u8]) -> Result<DataKey, UnwrapError> {
-        let plain = Zeroizing::new(self.0.unseal(wrapped).map_err(|_| UnwrapError::WrongKey)?);
+        let plain = Zeroizing::new(self.boxing.unseal(wrapped).map_err(|_| UnwrapError::WrongKey)?);
         let bytes: [u8; 32] = plain.as_slice().try_into().map_err(|_| UnwrapError::WrongKey)?;
         Ok(DataKey(bytes))
     }
@@ -300,7 +341,7 @@ impl NodeSecretKey {
     /// The key file's text: in clear, or sealed under a key derived from `passphrase` with
     /// Argon2id (random salt) and XChaCha20-Poly1305.
     pub fn to_file_text(&self, passphrase: Option<&str>) -> Zeroizing<String> {
-        let secret = Zeroizing::new(self.0.to_bytes());
+        let secret = self.to_bytes();
         let Some(passphrase) = passphrase else {
             return key_file_text(NODE_KEY_HEADER, &*secret);
         };
@@ -311,7 +352,7 @@ impl NodeSecretKey {
         OsRng.fill_bytes(&mut nonce);
         let sealed = XChaCha20Poly1305::new((&*kek).into())
             .encrypt(XNonce::from_slice(&nonce), secret.as_slice())
-            .expect("encrypting 32 bytes cannot fail");
+            .expect("encrypting 64 bytes cannot fail");
         Zeroizing::new(format!(
             "{NODE_KEY_SEALED_HEADER}\n{}\n{}\n{}\n",
             B64.encode(salt),
@@ -327,8 +368,7 @@ impl NodeSecretKey {
             return None;
         }
         let bytes = Zeroizing::new(B64.decode(lines.next()?.trim()).ok()?);
-        let arr: [u8; 32] = bytes.as_slice().try_into().ok()?;
-        Some(NodeSecretKey(crypto_box::SecretKey::from_bytes(arr)))
+        Self::from_bytes(&bytes)
     }
 
     pub fn save(&self, path: &Path, passphrase: Option<&str>) -> Result<(), KeyError> {
@@ -345,8 +385,8 @@ impl NodeSecretKey {
         let text = Zeroizing::new(fs::read_to_string(path).map_err(io_err(path))?);
         let bad = || KeyError::Format { path: path.to_owned(), what: "ノード鍵", expected: NODE_KEY_HEADER };
         if !text.starts_with(NODE_KEY_SEALED_HEADER) {
-            let bytes = read_key_file::<32>(path, NODE_KEY_HEADER, "ノード鍵")?;
-            return Ok(Ok(NodeSecretKey(crypto_box::SecretKey::from_bytes(*bytes))));
+            let bytes = read_key_file::<NODE_KEY_BYTES>(path, NODE_KEY_HEADER, "ノード鍵")?;
+            return Ok(Ok(Self::from_bytes(&*bytes).expect("64 bytes read")));
         }
         let Some(passphrase) = passphrase else { return Ok(Err(UnwrapError::PassphraseNeeded)) };
         let lines: Vec<&str> = text.lines().collect();
@@ -364,8 +404,7 @@ impl NodeSecretKey {
             return Ok(Err(UnwrapError::WrongPassphrase));
         };
         let plain = Zeroizing::new(plain);
-        let bytes: [u8; 32] = plain.as_slice().try_into().map_err(|_| bad())?;
-        Ok(Ok(NodeSecretKey(crypto_box::SecretKey::from_bytes(bytes))))
+        Ok(Ok(Self::from_bytes(&plain).ok_or_else(bad)?))
     }
 }
 
@@ -380,17 +419,43 @@ fn passphrase_key(passphrase: &str, salt: &[u8]) -> Zeroizing<[u8; 32]> {
 }
 
 impl NodePublicKey {
+    fn bytes(&self) -> [u8; NODE_KEY_BYTES] {
+        let mut out = [0u8; NODE_KEY_BYTES];
+        out[..32].copy_from_slice(self.boxing.as_bytes());
+        out[32..].copy_from_slice(self.signing.as_bytes());
+        out
+    }
+
     pub fn key_id(&self) -> String {
-        key_id("kaigo-field/node-key-id/v1", self.0.as_bytes())
+        key_id("kaigo-field/node-key-id/v1", &self.bytes())
     }
 
     /// Seals a data key so that only this node's secret opens it.
     pub fn wrap_data_key(&self, key: &DataKey) -> Vec<u8> {
-        self.0.seal(&mut OsRng, &key.0).expect("sealing 32 bytes cannot fail")
+        self.boxing.seal(&mut OsRng, &key.0).expect("sealing 32 bytes cannot fail")
+    }
+
+    /// Checks a signature made by this node (an audit checkpoint).
+    pub fn verify(&self, message: &[u8], signature: &[u8; 64]) -> bool {
+        self.signing.verify(message, &Signature::from_bytes(signature)).is_ok()
     }
 
     pub fn to_text(&self) -> String {
-        format!("{NODE_PUBLIC_HEADER}\n{}\n", B64.encode(self.0.as_bytes()))
+        format!("{NODE_PUBLIC_HEADER}\n{}\n", B64.encode(self.bytes()))
+    }
+
+    pub fn from_text(text: &str) -> Option<Self> {
+        let mut lines = text.lines();
+        if lines.next() != Some(NODE_PUBLIC_HEADER) {
+            return None;
+        }
+        let bytes = B64.decode(lines.next()?.trim()).ok()?;
+        let boxing: [u8; 32] = bytes.get(..32)?.try_into().ok()?;
+        let signing: [u8; 32] = bytes.get(32..)?.try_into().ok()?;
+        Some(NodePublicKey {
+            boxing: crypto_box::PublicKey::from_bytes(boxing),
+            signing: VerifyingKey::from_bytes(&signing).ok()?,
+        })
     }
 
     pub fn save(&self, path: &Path) -> Result<(), KeyError> {
@@ -398,8 +463,12 @@ impl NodePublicKey {
     }
 
     pub fn load(path: &Path) -> Result<Self, KeyError> {
-        let bytes = read_key_file::<32>(path, NODE_PUBLIC_HEADER, "ノード公開鍵")?;
-        Ok(NodePublicKey(crypto_box::PublicKey::from_bytes(*bytes)))
+        let text = fs::read_to_string(path).map_err(io_err(path))?;
+        Self::from_text(&text).ok_or_else(|| KeyError::Format {
+            path: path.to_owned(),
+            what: "ノード公開鍵",
+            expected: NODE_PUBLIC_HEADER,
+        })
     }
 }
 
@@ -465,7 +534,7 @@ mod tests {
         let stranger = NodeSecretKey::generate();
         assert!(stranger.unwrap_data_key(&wrapped).is_err());
         let text = std::fs::read_to_string(&path).unwrap();
-        let secret_b64 = B64.encode(node.0.to_bytes());
+        let secret_b64 = B64.encode(*node.to_bytes());
         assert!(!text.contains(&secret_b64), "the sealed file does not hold the key in clear");
     }
 
@@ -478,7 +547,7 @@ mod tests {
         for secret in [
             B64.encode(data.bytes()),
             hex::encode(data.bytes()),
-            B64.encode(node.0.to_bytes()),
+            B64.encode(*node.to_bytes()),
             hex::encode(central.0.to_bytes()),
         ] {
             assert!(!printed.contains(&secret));

@@ -38,9 +38,16 @@ pub const CONNECTIONS_MAX: usize = 1024;
 /// longest an expired authorization's data can stay in memory.
 pub const TIME_TICK_SECONDS: u64 = 2;
 
+/// Audit entries committed in one transaction (group commit): enough to absorb a burst of
+/// requests in one disk flush, small enough that one commit stays short.
+pub const AUDIT_BATCH_ENTRIES_MAX: usize = 256;
+/// Audit entries waiting for the writer; beyond this a request is refused (503), not queued.
+pub const AUDIT_QUEUE_ENTRIES_MAX: usize = 4096;
+
 /// Milliseconds between two progress lines on long work.
 pub const PROGRESS_INTERVAL_MILLIS: u64 = 1000;
 
 const _: () = assert!(SNAPSHOT_CHUNK_RECORDS_MAX as u64 <= SNAPSHOT_RECORDS_MAX);
 const _: () = assert!(CSV_FIELD_BYTES_MAX * 4 < SNAPSHOT_CHUNK_BYTES_MAX / SNAPSHOT_CHUNK_RECORDS_MAX * 64);
 const _: () = assert!(CSV_SNIFF_BYTES >= 4096);
+const _: () = assert!(AUDIT_BATCH_ENTRIES_MAX <= AUDIT_QUEUE_ENTRIES_MAX);

@@ -16,8 +16,11 @@ use crate::clock::Clock;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroize;
 
+use crate::audit::{self, Action, AuditError, ChainWriter, Fault, NewEntry, Outcome, VerifyReport};
 use crate::authz::Refusal;
-use crate::keys::{CentralPublicKey, KeyError, NodeSecretKey, UnwrapError, write_file_atomic, write_secret_file};
+use crate::keys::{
+    CentralPublicKey, KeyError, NodePublicKey, NodeSecretKey, UnwrapError, write_file_atomic, write_secret_file,
+};
 use crate::model::MunicipalityCode;
 use crate::progress::Progress;
 use crate::region::{self, Region, RegionError};
@@ -60,6 +63,10 @@ pub enum NodeError {
     Unwrap(#[from] UnwrapError),
     #[error(transparent)]
     Refused(#[from] Refusal),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    #[error("ノードの公開鍵（node.pub）に中央の署名がありません。ノードを設定し直してください")]
+    UntrustedNodeKey,
     #[error("時計は進めることしかできません: 指定の {to} は、ノードの今の時刻 {now} より前です")]
     ClockBackwards { now: String, to: String },
 }
@@ -93,6 +100,12 @@ impl NodeDir {
     pub fn node_key(&self) -> PathBuf {
         self.root.join("node.key")
     }
+    pub fn node_public_key(&self) -> PathBuf {
+        self.root.join("node.pub")
+    }
+    pub fn node_public_key_signature(&self) -> PathBuf {
+        self.root.join("node.pub.sig")
+    }
 }
 
 /// What the node is, as the store records it.
@@ -122,6 +135,15 @@ pub struct Bundle {
     pub tls_cert_pem: String,
     pub tls_key_pem: String,
     pub node_secret_key: String,
+    /// The node's public keys, and the central's signature over them: lets `audit verify` on
+    /// the node trust the key its checkpoints verify with.
+    pub node_public_key: String,
+    pub node_public_key_signature: String,
+}
+
+/// What the central signs to vouch for a node's public keys.
+pub fn node_key_message(node_id: &str, public_text: &str) -> Vec<u8> {
+    [b"kaigo-field/node-keys/v1\0".as_slice(), node_id.as_bytes(), b"\0", public_text.as_bytes()].concat()
 }
 
 pub const BUNDLE_FORMAT: &str = "kaigo-field node bundle v1";
@@ -162,10 +184,21 @@ pub fn init(dir: &NodeDir, bundle_path: &Path, passphrase: Option<&str>) -> Resu
     write_secret_file(&dir.tls().join("key.pem"), bundle.tls_key_pem.as_bytes())?;
     let secret = NodeSecretKey::from_file_text(&bundle.node_secret_key)
         .ok_or_else(|| NodeError::BadBundle(bundle_path.display().to_string()))?;
+    let signature: Option<[u8; 64]> =
+        hex::decode(&bundle.node_public_key_signature).ok().and_then(|s| s.try_into().ok());
+    let vouched = signature
+        .is_some_and(|sig| central_key.verify(&node_key_message(&bundle.node_id, &bundle.node_public_key), &sig));
+    if !vouched || NodePublicKey::from_text(&bundle.node_public_key) != Some(secret.public()) {
+        return Err(NodeError::BadBundle(bundle_path.display().to_string()));
+    }
     secret.save(&dir.node_key(), passphrase)?;
-    let store = Store::open(&dir.db())?;
+    write_file_atomic(&dir.node_public_key(), bundle.node_public_key.as_bytes(), 0o644)?;
+    write_file_atomic(&dir.node_public_key_signature(), bundle.node_public_key_signature.as_bytes(), 0o644)?;
+    let mut store = Store::open(&dir.db())?;
     store.set_meta("node_id", &bundle.node_id)?;
     store.set_meta("region", &region.to_string())?;
+    let writer = ChainWriter::new(&bundle.node_id, std::sync::Arc::new(secret), crate::clock::system());
+    writer.append(&mut store, &[NewEntry::new("coordinator", Action::NodeInit, Outcome::Ok, "provisioned")])?;
     Ok(NodeInfo { node_id: bundle.node_id.clone(), region, central_key })
 }
 
@@ -211,6 +244,39 @@ impl Node {
         let offset = (to - clock.now()).num_seconds().max(0);
         self.store.move_clock(now, to, offset)?;
         Ok(())
+    }
+
+    /// The node's public keys, trusted only with the central's signature over them.
+    pub fn public_key(&self) -> Result<NodePublicKey, NodeError> {
+        let text = fs::read_to_string(self.dir.node_public_key()).map_err(io(&self.dir.node_public_key()))?;
+        let sig_path = self.dir.node_public_key_signature();
+        let sig = fs::read_to_string(&sig_path).map_err(io(&sig_path))?;
+        let sig: Option<[u8; 64]> = hex::decode(sig.trim()).ok().and_then(|s| s.try_into().ok());
+        let vouched =
+            sig.is_some_and(|s| self.info.central_key.verify(&node_key_message(&self.info.node_id, &text), &s));
+        if !vouched {
+            return Err(NodeError::UntrustedNodeKey);
+        }
+        NodePublicKey::from_text(&text).ok_or(NodeError::UntrustedNodeKey)
+    }
+
+    /// Appends audit entries now, durably (for commands run on the node).
+    pub fn audit(
+        &mut self,
+        secret: std::sync::Arc<NodeSecretKey>,
+        clock: crate::clock::SharedClock,
+        entries: &[NewEntry],
+    ) -> Result<(), NodeError> {
+        ChainWriter::new(&self.info.node_id, secret, clock).append(&mut self.store, entries)?;
+        Ok(())
+    }
+
+    /// Verifies the whole audit log with the node's (central-vouched) public key.
+    pub fn verify_audit(&self) -> Result<Result<VerifyReport, Fault>, NodeError> {
+        let key = self.public_key()?;
+        let entries = self.store.audit_entries(1)?;
+        let checkpoints = self.store.audit_checkpoints()?;
+        Ok(audit::verify(&entries, &checkpoints, &self.info.node_id, &key))
     }
 
     /// The node's secret key, unsealed with the passphrase if it is sealed.

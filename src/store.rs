@@ -9,6 +9,8 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::audit::{Checkpoint, Entry};
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("データベース {path} を開けません: {cause}")]
@@ -77,6 +79,44 @@ const MIGRATIONS: &[Migration] = &[
             from_time TEXT NOT NULL,
             to_time   TEXT NOT NULL
         ) STRICT;
+    ",
+    },
+    Migration {
+        why: "v3: the audit log (a hash chain of entries) and the node-signed checkpoints over it; \
+              triggers refuse updates and deletes, so a careless operator cannot change history \
+              (a deliberate one is caught by the chain and the signatures)",
+        sql: "
+        CREATE TABLE audit (
+            seq        INTEGER PRIMARY KEY,
+            wall_time  TEXT NOT NULL,
+            mono_ms    INTEGER NOT NULL,
+            boot_id    TEXT NOT NULL,
+            operator   TEXT NOT NULL,
+            facility   TEXT,
+            role       TEXT,
+            action     TEXT NOT NULL,
+            subjects   TEXT NOT NULL,
+            query_hash TEXT,
+            purpose    TEXT,
+            outcome    TEXT NOT NULL,
+            detail     TEXT NOT NULL,
+            prev_hash  TEXT NOT NULL,
+            hash       TEXT NOT NULL
+        ) STRICT;
+        CREATE TABLE audit_checkpoint (
+            seq       INTEGER PRIMARY KEY,
+            head_hash TEXT NOT NULL,
+            wall_time TEXT NOT NULL,
+            signature TEXT NOT NULL
+        ) STRICT;
+        CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+            BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+        CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+            BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+        CREATE TRIGGER audit_checkpoint_no_update BEFORE UPDATE ON audit_checkpoint
+            BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+        CREATE TRIGGER audit_checkpoint_no_delete BEFORE DELETE ON audit_checkpoint
+            BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
     ",
     },
 ];
@@ -363,6 +403,114 @@ impl Store {
         let mut stmt = self.conn.prepare("SELECT from_time, to_time FROM clock_move ORDER BY seq")?;
         let rows = stmt.query_map([], |r| Ok(ClockMove { from: r.get(0)?, to: r.get(1)? }))?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+const AUDIT_COLUMNS: &str = "seq, wall_time, mono_ms, boot_id, operator, facility, role, action, subjects, \
+                             query_hash, purpose, outcome, detail, prev_hash, hash";
+
+fn audit_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
+    let subjects: String = r.get(8)?;
+    Ok(Entry {
+        seq: r.get::<_, i64>(0)? as u64,
+        wall_time: r.get(1)?,
+        mono_ms: r.get::<_, i64>(2)? as u64,
+        boot_id: r.get(3)?,
+        operator: r.get(4)?,
+        facility: r.get(5)?,
+        role: r.get(6)?,
+        action: r.get(7)?,
+        subjects: if subjects.is_empty() { Vec::new() } else { subjects.split(',').map(str::to_owned).collect() },
+        query_hash: r.get(9)?,
+        purpose: r.get(10)?,
+        outcome: r.get(11)?,
+        detail: r.get(12)?,
+        prev_hash: r.get(13)?,
+        hash: r.get(14)?,
+    })
+}
+
+impl Store {
+    /// The last entry's number and hash.
+    pub fn audit_head(&self) -> Result<Option<(u64, String)>, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", [], |r| {
+                Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
+            })
+            .optional()?)
+    }
+
+    /// Appends entries and their checkpoint in one transaction; with `synchronous=FULL` the
+    /// commit returns only once it is on disk.
+    pub fn append_audit(&mut self, entries: &[Entry], checkpoint: &Checkpoint) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut insert = tx.prepare_cached(&format!(
+                "INSERT INTO audit ({AUDIT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+            ))?;
+            for e in entries {
+                insert.execute(params![
+                    e.seq as i64,
+                    e.wall_time,
+                    e.mono_ms as i64,
+                    e.boot_id,
+                    e.operator,
+                    e.facility,
+                    e.role,
+                    e.action,
+                    e.subjects.join(","),
+                    e.query_hash,
+                    e.purpose,
+                    e.outcome,
+                    e.detail,
+                    e.prev_hash,
+                    e.hash
+                ])?;
+            }
+            tx.execute(
+                "INSERT INTO audit_checkpoint (seq, head_hash, wall_time, signature) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (seq) DO NOTHING",
+                params![checkpoint.seq as i64, checkpoint.head_hash, checkpoint.wall_time, checkpoint.signature],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Entries from `from` on, in order.
+    pub fn audit_entries(&self, from: u64) -> Result<Vec<Entry>, StoreError> {
+        let mut stmt = self.conn.prepare(&format!("SELECT {AUDIT_COLUMNS} FROM audit WHERE seq >= ?1 ORDER BY seq"))?;
+        let rows = stmt.query_map([from as i64], audit_entry)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every entry naming `person`.
+    pub fn audit_entries_for(&self, person: &str) -> Result<Vec<Entry>, StoreError> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit WHERE instr(',' || subjects || ',', ',' || ?1 || ',') > 0 ORDER BY seq"
+        ))?;
+        let rows = stmt.query_map([person], audit_entry)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn audit_checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
+        let mut stmt =
+            self.conn.prepare("SELECT seq, head_hash, wall_time, signature FROM audit_checkpoint ORDER BY seq")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(Checkpoint {
+                seq: r.get::<_, i64>(0)? as u64,
+                head_hash: r.get(1)?,
+                wall_time: r.get(2)?,
+                signature: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// `PRAGMA integrity_check`: "ok" when the file is sound.
+    pub fn integrity_check(&self) -> Result<String, StoreError> {
+        Ok(self.conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?)
     }
 }
 
