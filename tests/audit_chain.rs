@@ -180,27 +180,7 @@ fn checkpoints_cannot_be_forged_or_dropped_to_hide_a_truncation() {
 #[test]
 fn audit_commands_verify_export_and_list_and_catch_tampering_in_the_file() {
     let f = common::Fixture::new(20);
-    f.node("n", "17");
-    common::ok(&["snapshot", "import", "--dir", "n", "region.kfsnap", "--quiet"], f.dir());
-    common::ok(
-        &[
-            "central",
-            "authorize",
-            "--dir",
-            "central",
-            "--disaster",
-            "訓練",
-            "--municipalities",
-            "172049",
-            "--nodes",
-            "n",
-            "--drill",
-            "--out",
-            "a.kfauth",
-        ],
-        f.dir(),
-    );
-    common::ok(&["authz", "import", "--dir", "n", "a.kfauth"], f.dir());
+    f.authorized_node();
     common::ok(&["authz", "close", "--dir", "n"], f.dir());
     let out = common::ok(&["audit", "verify", "--dir", "n"], f.dir());
     assert!(out.contains("監査ログは正常です: 4 件"), "{out}");

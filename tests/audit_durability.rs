@@ -8,36 +8,14 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Fixture, Spawned, ok};
+use common::{Fixture, Spawned};
 use kaigo_field::node::{Node, NodeDir};
 use rand::{Rng, SeedableRng};
 
 /// A node holding a snapshot under an active drill authorization.
 fn authorized_node(persons: u64) -> Fixture {
     let f = Fixture::new(persons);
-    f.node("n", "17");
-    ok(&["snapshot", "import", "--dir", "n", "region.kfsnap", "--quiet"], f.dir());
-    ok(
-        &[
-            "central",
-            "authorize",
-            "--dir",
-            "central",
-            "--disaster",
-            "訓練",
-            "--municipalities",
-            "172049,172057",
-            "--nodes",
-            "n",
-            "--drill",
-            "--days",
-            "30",
-            "--out",
-            "a.kfauth",
-        ],
-        f.dir(),
-    );
-    ok(&["authz", "import", "--dir", "n", "a.kfauth"], f.dir());
+    f.authorized_node();
     f
 }
 
@@ -73,7 +51,15 @@ async fn entries_whose_responses_were_received_survive_sigkill_at_random_moments
                 })
             })
             .collect();
-        tokio::time::sleep(Duration::from_millis(rng.gen_range(5..80))).await;
+        // Kill at a random moment while it is serving: after the first answer (however slow the
+        // machine), then a random while longer.
+        for _ in 0..1000 {
+            if !received.lock().unwrap().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(0..60))).await;
         server.child.kill().unwrap();
         server.child.wait().unwrap();
         for c in clients {
@@ -89,7 +75,7 @@ async fn entries_whose_responses_were_received_survive_sigkill_at_random_moments
         assert_eq!(node.store.integrity_check().unwrap(), "ok", "round {round}");
         received_total += received.len();
     }
-    assert!(received_total > KILLS, "requests were answered between the kills: {received_total}");
+    assert!(received_total >= KILLS, "requests were answered between the kills: {received_total}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -196,21 +196,7 @@ async fn key_material_never_appears_in_logs_or_output() {
         serde_json::from_str(&std::fs::read_to_string(f.path("n.bundle")).unwrap()).unwrap();
     run(&["node", "init", "--dir", "n", "--bundle", "n.bundle"]);
     run(&["snapshot", "import", "--dir", "n", "region.kfsnap"]);
-    run(&[
-        "central",
-        "authorize",
-        "--dir",
-        "central",
-        "--disaster",
-        "訓練",
-        "--municipalities",
-        "172049",
-        "--nodes",
-        "n",
-        "--drill",
-        "--out",
-        "a.kfauth",
-    ]);
+    run(&Fixture::drill_args("n", "172049", "a.kfauth"));
     run(&["authz", "import", "--dir", "n", "a.kfauth"]);
     run(&["authz", "status", "--dir", "n"]);
 

@@ -83,6 +83,23 @@ impl Fixture {
         ok(&["node", "init", "--dir", name, "--bundle", &bundle], self.dir());
     }
 
+    /// The arguments of a drill authorization for `node` over `municipalities`, written to `out`.
+    pub fn drill_args<'a>(node: &'a str, municipalities: &'a str, out: &'a str) -> Vec<&'a str> {
+        let mut args: Vec<&str> = "central authorize --dir central --disaster 訓練 --drill".split(' ').collect();
+        args.extend(["--municipalities", municipalities, "--nodes", node, "--out", out]);
+        args
+    }
+
+    /// Node `n` for 石川県 holding this snapshot under an active drill authorization.
+    pub fn authorized_node(&self) {
+        self.node("n", "17");
+        ok(&["snapshot", "import", "--dir", "n", "region.kfsnap", "--quiet"], self.dir());
+        let mut args = Self::drill_args("n", "172049,172057", "a.kfauth");
+        args.extend(["--days", "30"]);
+        ok(&args, self.dir());
+        ok(&["authz", "import", "--dir", "n", "a.kfauth"], self.dir());
+    }
+
     /// Another snapshot of the same CSV: the next version.
     pub fn snapshot(&self, out: &str) {
         ok(
