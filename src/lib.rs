@@ -15,6 +15,7 @@ pub mod node;
 pub mod person_csv;
 pub mod progress;
 pub mod region;
+pub mod search;
 pub mod server;
 pub mod snapshot;
 pub mod store;
