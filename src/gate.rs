@@ -14,15 +14,25 @@ use crate::clock::Clock;
 use crate::keys::{DataKey, NodeSecretKey};
 use crate::model::PersonRecord;
 use crate::node::{Node, NodeError};
+use crate::search::matcher::Index;
 use crate::snapshot;
 use crate::store::AuthorizationRow;
 
 /// Decrypted records and the authorization that opened them. Dropped when the window closes.
 pub struct OpenData {
     pub authorization: Authorization,
-    /// Held only so that it is wiped (on drop) together with the records it opened.
-    _data_key: DataKey,
+    /// Wiped (on drop) together with the records it opened; also keys the audit query hashes.
+    data_key: DataKey,
     pub records: Vec<PersonRecord>,
+    /// The matcher's index over `records`, built when the data opens.
+    pub index: Index,
+}
+
+impl OpenData {
+    /// The keyed hash of a search, for the audit log (see `DataKey::audit_query_hash`).
+    pub fn query_hash(&self, summary: &str) -> [u8; 32] {
+        self.data_key.audit_query_hash(summary)
+    }
 }
 
 impl std::fmt::Debug for OpenData {
@@ -190,7 +200,8 @@ impl Node {
             std::fs::File::open(&path).map_err(|cause| NodeError::Io { path: path.display().to_string(), cause })?;
         let mut records = Vec::new();
         snapshot::open(std::io::BufReader::new(file), &self.info.central_key, &data_key, |r| records.push(r))?;
-        Ok(OpenData { authorization: signed.authorization, _data_key: data_key, records })
+        let index = Index::build(&records);
+        Ok(OpenData { authorization: signed.authorization, data_key, records, index })
     }
 }
 

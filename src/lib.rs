@@ -18,6 +18,7 @@ pub mod region;
 pub mod search;
 pub mod server;
 pub mod snapshot;
+pub mod staff;
 pub mod store;
 pub mod synth;
 pub mod tls;

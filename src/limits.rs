@@ -44,6 +44,9 @@ pub const AUDIT_BATCH_ENTRIES_MAX: usize = 256;
 /// Audit entries waiting for the writer; beyond this a request is refused (503), not queued.
 pub const AUDIT_QUEUE_ENTRIES_MAX: usize = 4096;
 
+/// Candidates a search returns: enough to tell people apart, too few to browse.
+pub const SEARCH_CANDIDATES_MAX: usize = 5;
+
 /// Milliseconds between two progress lines on long work.
 pub const PROGRESS_INTERVAL_MILLIS: u64 = 1000;
 

@@ -119,6 +119,23 @@ const MIGRATIONS: &[Migration] = &[
             BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
     ",
     },
+    Migration {
+        why: "v4: enrolled staff (operators): who may search, for which facility and role; the \
+              one-time login code (argon2) and the API token (SHA-256 of 32 random bytes) are \
+              stored only hashed",
+        sql: "
+        CREATE TABLE staff (
+            id               TEXT PRIMARY KEY,
+            name             TEXT NOT NULL,
+            facility         TEXT NOT NULL,
+            role             TEXT NOT NULL CHECK (role IN ('support', 'receiving', 'coordinator')),
+            login_code_hash  TEXT,
+            token_hash       TEXT NOT NULL UNIQUE,
+            enrolled_at      TEXT NOT NULL,
+            revoked_at       TEXT
+        ) STRICT;
+    ",
+    },
 ];
 
 pub struct Store {
@@ -511,6 +528,58 @@ impl Store {
     /// `PRAGMA integrity_check`: "ok" when the file is sound.
     pub fn integrity_check(&self) -> Result<String, StoreError> {
         Ok(self.conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?)
+    }
+}
+
+/// An enrolled operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaffRow {
+    pub id: String,
+    pub name: String,
+    pub facility: String,
+    pub role: String,
+    pub login_code_hash: Option<String>,
+    pub token_hash: String,
+    pub enrolled_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl Store {
+    pub fn add_staff(&self, s: &StaffRow) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO staff (id, name, facility, role, login_code_hash, token_hash, enrolled_at, revoked_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![s.id, s.name, s.facility, s.role, s.login_code_hash, s.token_hash, s.enrolled_at, s.revoked_at],
+        )?;
+        Ok(())
+    }
+
+    /// The operator holding an API token, by the token's hash.
+    pub fn staff_by_token_hash(&self, hash: &str) -> Result<Option<StaffRow>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT id, name, facility, role, login_code_hash, token_hash, enrolled_at, revoked_at
+                 FROM staff WHERE token_hash = ?1",
+                [hash],
+                |r| {
+                    Ok(StaffRow {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                        facility: r.get(2)?,
+                        role: r.get(3)?,
+                        login_code_hash: r.get(4)?,
+                        token_hash: r.get(5)?,
+                        enrolled_at: r.get(6)?,
+                        revoked_at: r.get(7)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    pub fn staff_count(&self) -> Result<u64, StoreError> {
+        Ok(self.conn.query_row("SELECT COUNT(*) FROM staff", [], |r| r.get::<_, i64>(0))? as u64)
     }
 }
 

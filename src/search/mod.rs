@@ -2,4 +2,5 @@
 //! staff type them. (The matcher and its index build on these in the lookup issue.)
 
 pub mod dates;
+pub mod matcher;
 pub mod normalize;

@@ -207,6 +207,11 @@ fn fold_romaji(r: &str) -> String {
     s
 }
 
+/// Two reading keys joined as one name (surname then given name), folded across the join.
+pub fn fold_joined(family: &str, given: &str) -> String {
+    fold_romaji(&format!("{family}{given}"))
+}
+
 /// The reading key of a name typed in kana or romaji; None for anything else (kanji).
 pub fn reading_key(name: &str) -> Option<String> {
     match script(name) {

@@ -50,6 +50,8 @@ pub struct Query {
 
 /// Share of queries about people absent from the region.
 const ABSENT_SHARE: f64 = 0.15;
+/// Share of name queries that give only the surname's reading, the birth date and the sex.
+const SURNAME_ONLY_SHARE: f64 = 0.08;
 /// Share of present-person queries that use the card route.
 const CARD_SHARE: f64 = 0.2;
 
@@ -164,6 +166,29 @@ impl QueryMaker {
 
     fn four_info(&mut self, p: &PersonRecord, expected: Option<Expected>) -> Query {
         let mut noise = Vec::new();
+        if self.rng.gen_bool(SURNAME_ONLY_SHARE) {
+            // A neighbour knows the family name, the birthday and whether it is a man or woman.
+            noise.push("surname_reading_only");
+            let name = if self.rng.gen_bool(0.5) {
+                kana::katakana_to_hiragana(&p.family_name_kana)
+            } else {
+                p.family_name_kana.clone()
+            };
+            let (birth, birth_noise) = self.birth(p.birth_date, true);
+            noise.extend(birth_noise);
+            return Query {
+                id: String::new(),
+                route: "four_info",
+                name: Some(name),
+                birth_date: birth,
+                sex: Some(p.sex.kanji().to_owned()),
+                insurer_or_address: None,
+                insurer_number: None,
+                insured_number: None,
+                expected,
+                noise,
+            };
+        }
         let name = self.name(p, &mut noise);
         let (birth, birth_noise) = self.birth(p.birth_date, false);
         noise.extend(birth_noise);
@@ -421,14 +446,15 @@ fn homophone_given(rng: &mut impl Rng, p: &PersonRecord) -> Option<String> {
 
 /// Kana spellings that differ from the register's but sound alike.
 fn kana_variant(rng: &mut impl Rng, family: &str, given: &str) -> Option<(String, String)> {
-    const SWAPS: [(&str, &str); 10] = [
+    const SWAPS: [(&str, &str); 11] = [
         ("ヅ", "ズ"),
         ("ズ", "ヅ"),
         ("ヂ", "ジ"),
         ("ジ", "ヂ"),
         ("ヴ", "ブ"),
         ("オウ", "オー"),
-        ("ウ", "ー"),
+        ("ユウ", "ユー"),
+        ("ュウ", "ュー"),
         ("ョ", "ヨ"),
         ("ュ", "ユ"),
         ("ャ", "ヤ"),
@@ -457,9 +483,32 @@ fn typo(rng: &mut impl Rng, s: &str) -> String {
     let i = rng.gen_range(0..chars.len());
     match rng.gen_range(0..3) {
         0 => {
+            // A neighbour in the kana table: the same consonant with another vowel, as a tired
+            // ear or thumb gets it wrong (タ → テ, ミ → ム).
+            const ROWS: [&str; 15] = [
+                "アイウエオ",
+                "カキクケコ",
+                "サシスセソ",
+                "タチツテト",
+                "ナニヌネノ",
+                "ハヒフヘホ",
+                "マミムメモ",
+                "ヤユヨ",
+                "ラリルレロ",
+                "ワヲ",
+                "ガギグゲゴ",
+                "ザジズゼゾ",
+                "ダヂヅデド",
+                "バビブベボ",
+                "パピプペポ",
+            ];
             let c = chars[i];
-            let near = char::from_u32(c as u32 + 2).filter(|n| ('ァ'..='ヶ').contains(n)).unwrap_or('ア');
-            chars[i] = near;
+            if let Some(row) = ROWS.iter().find(|r| r.contains(c)) {
+                let others: Vec<char> = row.chars().filter(|&x| x != c).collect();
+                chars[i] = *others.choose(rng).unwrap_or(&c);
+            } else {
+                chars.remove(i);
+            }
         }
         1 => {
             chars.remove(i);

@@ -1,0 +1,734 @@
+//! The matcher: an in-memory index of the open records and a Fellegi–Sunter style score.
+//!
+//! Candidates come from blocks (same birth date under any reading of the typed date, same
+//! reading, same surname), then each is scored field by field: agreement on a field adds
+//! log2(m/u), where u is how often that value occurs in the region (so 佐藤 counts for less
+//! than 小鳥遊), disagreement subtracts. Kanji names meet readings through kanji-to-reading pairs
+//! learned from the records themselves. Pure: records in, candidates out.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{Datelike, NaiveDate};
+use serde::Serialize;
+use unicode_normalization::UnicodeNormalization;
+
+use super::dates::{DateHow, DateReading, parse_birth_date};
+use super::normalize::{Script, kanji_key, reading_key, script};
+use crate::limits::SEARCH_CANDIDATES_MAX;
+use crate::model::{PersonRecord, Sex};
+use crate::region;
+
+/// What the matcher keeps per person: keys only, no free text.
+struct Person {
+    family_kanji: String,
+    given_kanji: String,
+    family_reading: String,
+    given_reading: String,
+    full_reading: String,
+    /// Evidence (bits) of agreeing on this surname / given name: rarer names weigh more.
+    family_weight: f32,
+    given_weight: f32,
+    birth: NaiveDate,
+    sex: Sex,
+    /// 市区町村名, 保険者名 and 町名 of the address, as kanji keys.
+    places: Vec<String>,
+    insurer: String,
+    card_insurer: String,
+}
+
+pub struct Index {
+    people: Vec<Person>,
+    by_birth: HashMap<NaiveDate, Vec<u32>>,
+    by_full_reading: HashMap<String, Vec<u32>>,
+    by_family_reading: HashMap<String, Vec<u32>>,
+    by_family_kanji: HashMap<String, Vec<u32>>,
+    by_insured: HashMap<String, Vec<u32>>,
+    family_reading_count: HashMap<String, u32>,
+    given_reading_count: HashMap<String, u32>,
+    /// Readings seen for each surname and given name in kanji, learned from the records.
+    family_kanji_readings: HashMap<String, Vec<String>>,
+    given_kanji_readings: HashMap<String, Vec<String>>,
+}
+
+/// A search as staff enter it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+pub struct Query {
+    pub name: Option<String>,
+    pub birth_date: Option<String>,
+    pub sex: Option<String>,
+    /// 保険者名 or part of the address.
+    pub insurer_or_address: Option<String>,
+    /// 保険者番号 or 証記載保険者番号 (card route).
+    pub insurer_number: Option<String>,
+    pub insured_number: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn morae_and_slips() {
+        assert_eq!(morae("simizunobuko"), ["si", "mi", "zu", "no", "bu", "ko"]);
+        // シンイチ and シニチ read alike once written in letters: a known blur, harmless here.
+        assert_eq!(morae("sinitiro"), ["si", "ni", "ti", "ro"]);
+        assert_eq!(morae("kenta"), ["ke", "n", "ta"]);
+        assert!(near("simizu", "sizumi"), "two morae swapped");
+        assert!(near("tanaka", "tanama"), "one replaced");
+        assert!(near("tanaka", "tanka"), "one dropped");
+        assert!(!near("yosiko", "noriko"));
+        assert!(near("sato", "kato"), "one mora apart is near");
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Grade {
+    Certain,
+    Probable,
+    Possible,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Field {
+    Name,
+    FamilyName,
+    GivenName,
+    BirthDate,
+    Sex,
+    Place,
+    InsurerNumber,
+    InsuredNumber,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Candidate {
+    /// Position of the record in the open data.
+    pub record: u32,
+    pub score: f64,
+    pub grade: Grade,
+    pub agreed: Vec<Field>,
+    /// The whole name and the birth date agreed as written: only then may a candidate be called
+    /// likely. A near name or a surname alone can be a stranger born the same day.
+    #[serde(skip)]
+    pub firm: bool,
+}
+
+/// What the search says, beyond the list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// One candidate clearly beats the rest.
+    Likely,
+    /// Two or more fit about equally well: ask the person more.
+    Ambiguous,
+    /// Candidates that might fit, none clearly.
+    Possible,
+    /// Nobody fits.
+    NotFound,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Outcome {
+    pub verdict: Verdict,
+    pub candidates: Vec<Candidate>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueryError {
+    #[error(
+        "検索には、氏名と生年月日、または氏名・性別・保険者名（住所の一部）が必要です（一覧を見ることはできません）"
+    )]
+    NotEnough,
+    #[error("被保険者証での検索には、保険者番号・被保険者番号・生年月日のすべてが必要です")]
+    CardIncomplete,
+    #[error(transparent)]
+    Date(#[from] super::dates::DateError),
+    #[error("性別は 男 か 女 で入力してください: {0}")]
+    Sex(String),
+}
+
+// Score thresholds (bits). Calibrated on synthetic queries: see BENCHMARKS.md.
+const LIKELY_MIN: f64 = 22.0;
+const LIKELY_MARGIN: f64 = 6.0;
+const AMBIGUOUS_MARGIN: f64 = 2.0;
+const POSSIBLE_MIN: f64 = 12.0;
+const PROBABLE_MIN: f64 = 18.0;
+
+/// Blocks larger than this are not scored whole when a birth date narrows the search.
+const NAME_BLOCK_MAX: usize = 3000;
+
+fn digits(s: &str) -> String {
+    s.nfkc().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_uppercase()).collect()
+}
+
+pub fn parse_sex(s: &str) -> Result<Option<Sex>, QueryError> {
+    let t: String = s.nfkc().filter(|c| !c.is_whitespace()).collect::<String>().to_lowercase();
+    Ok(match t.as_str() {
+        "" => None,
+        "1" | "男" | "男性" | "m" | "male" | "おとこ" => Some(Sex::Male),
+        "2" | "女" | "女性" | "f" | "female" | "おんな" => Some(Sex::Female),
+        _ => return Err(QueryError::Sex(s.to_owned())),
+    })
+}
+
+fn push(map: &mut HashMap<String, Vec<u32>>, key: &str, i: u32) {
+    if !key.is_empty() {
+        map.entry(key.to_owned()).or_default().push(i);
+    }
+}
+
+impl Index {
+    pub fn build(records: &[PersonRecord]) -> Index {
+        let mut idx = Index {
+            people: Vec::with_capacity(records.len()),
+            by_birth: HashMap::new(),
+            by_full_reading: HashMap::new(),
+            by_family_reading: HashMap::new(),
+            by_family_kanji: HashMap::new(),
+            by_insured: HashMap::new(),
+            family_reading_count: HashMap::new(),
+            given_reading_count: HashMap::new(),
+            family_kanji_readings: HashMap::new(),
+            given_kanji_readings: HashMap::new(),
+        };
+        // Names repeat: each distinct spelling is folded once.
+        let mut readings: HashMap<String, String> = HashMap::new();
+        let mut kanji: HashMap<String, String> = HashMap::new();
+        let mut reading_of = |s: &str| -> String {
+            readings.entry(s.to_owned()).or_insert_with(|| reading_key(s).unwrap_or_default()).clone()
+        };
+        let mut kanji_of = |s: &str| -> String { kanji.entry(s.to_owned()).or_insert_with(|| kanji_key(s)).clone() };
+        for (i, r) in records.iter().enumerate() {
+            let i = i as u32;
+            let family_reading = reading_of(&r.family_name_kana);
+            let given_reading = reading_of(&r.given_name_kana);
+            // The whole name folded as one, as a name typed without a space is: a long vowel
+            // across the join (ハラダ アケミ → haradakemi) collapses the same way.
+            let full_reading = reading_of(&format!("{}{}", r.family_name_kana, r.given_name_kana));
+            let family_kanji = kanji_of(&r.family_name);
+            let given_kanji = kanji_of(&r.given_name);
+            let mut places = Vec::new();
+            if let Some(m) = region::lookup(r.municipality) {
+                places.push(kanji_of(&m.name));
+                places.push(kanji_of(m.insurer_name()));
+                if let Some(town) = m.towns.iter().find(|t| r.address.contains(t.as_str())) {
+                    places.push(kanji_of(town));
+                }
+            }
+            idx.by_birth.entry(r.birth_date).or_default().push(i);
+            push(&mut idx.by_full_reading, &full_reading, i);
+            push(&mut idx.by_family_reading, &family_reading, i);
+            push(&mut idx.by_family_kanji, &family_kanji, i);
+            push(&mut idx.by_insured, r.insured_number.as_str(), i);
+            *idx.family_reading_count.entry(family_reading.clone()).or_default() += 1;
+            *idx.given_reading_count.entry(given_reading.clone()).or_default() += 1;
+            let learn = |m: &mut HashMap<String, Vec<String>>, k: &str, v: &str| {
+                let list = m.entry(k.to_owned()).or_default();
+                if !list.iter().any(|x| x == v) {
+                    list.push(v.to_owned());
+                }
+            };
+            learn(&mut idx.family_kanji_readings, &family_kanji, &family_reading);
+            learn(&mut idx.given_kanji_readings, &given_kanji, &given_reading);
+            idx.people.push(Person {
+                family_kanji,
+                given_kanji,
+                full_reading,
+                family_reading,
+                given_reading,
+                family_weight: 0.0,
+                given_weight: 0.0,
+                birth: r.birth_date,
+                sex: r.sex,
+                places,
+                insurer: r.insurer_number.to_string(),
+                card_insurer: r.card_insurer_number.to_string(),
+            });
+        }
+        for i in 0..idx.people.len() {
+            let p = &idx.people[i];
+            let family = (0.95 / idx.share(idx.family_reading_count.get(&p.family_reading))).log2() as f32;
+            let given = (0.95 / idx.share(idx.given_reading_count.get(&p.given_reading))).log2() as f32;
+            idx.people[i].family_weight = family;
+            idx.people[i].given_weight = given;
+        }
+        idx
+    }
+
+    pub fn len(&self) -> usize {
+        self.people.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.people.is_empty()
+    }
+
+    fn share(&self, count: Option<&u32>) -> f64 {
+        (f64::from(count.copied().unwrap_or(0)) + 0.5) / (self.people.len() as f64 + 1.0)
+    }
+
+    /// Runs a search. `today` bounds the readings of a birth year written without its era.
+    pub fn search(&self, q: &Query, today: NaiveDate) -> Result<Outcome, QueryError> {
+        let has = |o: &Option<String>| o.as_ref().is_some_and(|s| !s.trim().is_empty());
+        if has(&q.insurer_number) || has(&q.insured_number) {
+            return self.card(q, today);
+        }
+        let sex = q.sex.as_deref().map(parse_sex).transpose()?.flatten();
+        let place = q.insurer_or_address.as_deref().map(kanji_key).filter(|p| !p.is_empty());
+        let Some(name) = q.name.as_deref().filter(|n| !n.trim().is_empty()) else {
+            return Err(QueryError::NotEnough);
+        };
+        let births: Vec<DateReading> = match q.birth_date.as_deref().filter(|b| !b.trim().is_empty()) {
+            Some(b) => parse_birth_date(b, today)?,
+            None if sex.is_some() && place.is_some() => Vec::new(),
+            None => return Err(QueryError::NotEnough),
+        };
+        let name = NameQuery::new(name, self);
+
+        // Candidates: the birth-date blocks, plus name blocks small enough to score.
+        let mut seen: HashSet<u32> = HashSet::new();
+        let mut candidates: Vec<u32> = Vec::new();
+        let mut add = |list: &[u32], seen: &mut HashSet<u32>| {
+            for &i in list {
+                if seen.insert(i) {
+                    candidates.push(i);
+                }
+            }
+        };
+        for b in &births {
+            if let Some(list) = self.by_birth.get(&b.date) {
+                add(list, &mut seen);
+            }
+        }
+        for block in name.blocks(self) {
+            if births.is_empty() || block.len() <= NAME_BLOCK_MAX {
+                add(block, &mut seen);
+            }
+        }
+
+        let mut scored: Vec<Candidate> = candidates
+            .into_iter()
+            .map(|i| self.score(i, &name, &births, sex, place.as_deref()))
+            .filter(|c| c.score >= POSSIBLE_MIN)
+            .collect();
+        scored.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.record.cmp(&b.record)));
+        scored.truncate(SEARCH_CANDIDATES_MAX);
+        Ok(Outcome { verdict: verdict(&scored), candidates: scored })
+    }
+
+    fn card(&self, q: &Query, today: NaiveDate) -> Result<Outcome, QueryError> {
+        let (Some(insurer), Some(insured), Some(birth)) = (&q.insurer_number, &q.insured_number, &q.birth_date) else {
+            return Err(QueryError::CardIncomplete);
+        };
+        let (insurer, insured) = (digits(insurer), digits(insured));
+        if insurer.is_empty() || insured.is_empty() || birth.trim().is_empty() {
+            return Err(QueryError::CardIncomplete);
+        }
+        let births = parse_birth_date(birth, today)?;
+        let mut out = Vec::new();
+        for &i in self.by_insured.get(&insured).map_or(&[][..], |v| v.as_slice()) {
+            let p = &self.people[i as usize];
+            let insurer_ok = p.insurer == insurer || p.card_insurer == insurer;
+            let birth_ok = births.iter().any(|b| b.date == p.birth);
+            if insurer_ok && birth_ok {
+                out.push(Candidate {
+                    record: i,
+                    score: 60.0,
+                    grade: Grade::Certain,
+                    agreed: vec![Field::InsurerNumber, Field::InsuredNumber, Field::BirthDate],
+                    firm: true,
+                });
+            }
+        }
+        Ok(Outcome { verdict: verdict(&out), candidates: out })
+    }
+
+    fn score(
+        &self,
+        i: u32,
+        name: &NameQuery,
+        births: &[DateReading],
+        sex: Option<Sex>,
+        place: Option<&str>,
+    ) -> Candidate {
+        let p = &self.people[i as usize];
+        let mut score = 0.0;
+        let mut agreed = Vec::new();
+        let (name_score, name_fields, name_exact) = name.score(p);
+        score += name_score;
+        agreed.extend(name_fields);
+        let mut birth_firm = false;
+
+        if !births.is_empty() {
+            // About 1 in 30,000 share a birth date in a population of elders.
+            let best = births
+                .iter()
+                .map(|b| {
+                    if b.date == p.birth {
+                        match b.how {
+                            DateHow::Exact => 14.0,
+                            DateHow::EraGuessed => 12.0,
+                            DateHow::Swapped => 9.0,
+                        }
+                    } else if b.date.year() == p.birth.year() && b.date.month() == p.birth.month() {
+                        2.0
+                    } else if b.date.month() == p.birth.month() && b.date.day() == p.birth.day() {
+                        1.0
+                    } else {
+                        -9.0
+                    }
+                })
+                .fold(f64::MIN, f64::max);
+            score += best;
+            if best >= 9.0 {
+                agreed.push(Field::BirthDate);
+            }
+            birth_firm = best >= 12.0;
+        }
+        if let Some(s) = sex {
+            if s == p.sex {
+                score += 1.0;
+                agreed.push(Field::Sex);
+            } else {
+                score -= 6.0;
+            }
+        }
+        if let Some(place) = place {
+            let hit = p.places.iter().any(|x| !x.is_empty() && (x.contains(place) || place.contains(x.as_str())));
+            if hit {
+                score += 3.0;
+                agreed.push(Field::Place);
+            } else {
+                score -= 2.0;
+            }
+        }
+        let firm = name_exact && birth_firm;
+        let grade = if score >= LIKELY_MIN && firm {
+            Grade::Certain
+        } else if score >= PROBABLE_MIN {
+            Grade::Probable
+        } else {
+            Grade::Possible
+        };
+        Candidate { record: i, score, grade, agreed, firm }
+    }
+}
+
+fn verdict(c: &[Candidate]) -> Verdict {
+    match c {
+        [] => Verdict::NotFound,
+        [only] if only.score >= LIKELY_MIN && only.firm => Verdict::Likely,
+        [first, second, ..]
+            if first.score >= LIKELY_MIN && first.firm && first.score - second.score >= LIKELY_MARGIN =>
+        {
+            Verdict::Likely
+        }
+        [first, second, ..] if first.score >= PROBABLE_MIN && first.score - second.score < AMBIGUOUS_MARGIN => {
+            Verdict::Ambiguous
+        }
+        [first, ..] if first.score >= POSSIBLE_MIN => Verdict::Possible,
+        _ => Verdict::NotFound,
+    }
+}
+
+/// The typed name, read every way it can be.
+struct NameQuery {
+    /// Whole-name reading keys to compare (one per way of reading the kanji, or the typed kana).
+    full_readings: Vec<String>,
+    /// (family, given) reading pairs, when the name could be split.
+    split_readings: Vec<(String, String)>,
+    /// (family, given) kanji keys, when typed in kanji.
+    split_kanji: Vec<(String, String)>,
+    full_kanji: Option<String>,
+}
+
+/// A reading key cut into morae ("simizu" → si, mi, zu), the units a typing or hearing slip
+/// changes: one replaced, dropped, added, or two neighbours swapped.
+fn morae(key: &str) -> Vec<&str> {
+    let b = key.as_bytes();
+    let mut out = Vec::new();
+    let mut start = 0;
+    for i in 0..b.len() {
+        let vowel = b"aiueo".contains(&b[i]);
+        let lone_n = b[i] == b'n' && i == start && b.get(i + 1).is_none_or(|n| !b"aiueoy".contains(n));
+        if vowel || lone_n {
+            out.push(&key[start..=i]);
+            start = i + 1;
+        }
+    }
+    if start < b.len() {
+        out.push(&key[start..]);
+    }
+    out
+}
+
+/// Near enough for one slip (two in a whole name of six morae or more, where a slip next to a
+/// long vowel can count twice).
+fn near(a: &str, b: &str) -> bool {
+    if a.is_empty() || b.is_empty() {
+        return false;
+    }
+    let (ma, mb) = (morae(a), morae(b));
+    let allowed = if ma.len().min(mb.len()) >= 6 { 2 } else { 1 };
+    strsim::generic_damerau_levenshtein(&ma, &mb) <= allowed
+}
+
+impl NameQuery {
+    fn new(raw: &str, idx: &Index) -> NameQuery {
+        let raw = raw.nfkc().collect::<String>();
+        let parts: Vec<&str> = raw.split(|c: char| c.is_whitespace() || c == '・').filter(|p| !p.is_empty()).collect();
+        let mut q = NameQuery {
+            full_readings: Vec::new(),
+            split_readings: Vec::new(),
+            split_kanji: Vec::new(),
+            full_kanji: None,
+        };
+        let whole: String = parts.concat();
+        match script(&whole) {
+            Script::Kana | Script::Romaji => {
+                if let Some(k) = reading_key(&whole) {
+                    q.full_readings.push(k.clone());
+                    if parts.len() == 1 {
+                        // One word may be the surname alone (a neighbour's "the Satos' grandma").
+                        q.split_readings.push((k, String::new()));
+                    }
+                }
+                if parts.len() >= 2 {
+                    let (a, b) = (
+                        reading_key(parts[0]).unwrap_or_default(),
+                        reading_key(&parts[1..].concat()).unwrap_or_default(),
+                    );
+                    q.split_readings.push((a.clone(), b.clone()));
+                    // Romaji is often written given name first.
+                    if script(&whole) == Script::Romaji {
+                        q.split_readings.push((b.clone(), a.clone()));
+                        q.full_readings.push(format!("{b}{a}"));
+                    }
+                }
+            }
+            Script::Kanji => {
+                let key = kanji_key(&whole);
+                q.full_kanji = Some(key.clone());
+                // Where does the surname end? As typed, or at every point where a known surname does.
+                let mut splits: Vec<(String, String)> = Vec::new();
+                if parts.len() >= 2 {
+                    splits.push((kanji_key(parts[0]), kanji_key(&parts[1..].concat())));
+                }
+                let chars: Vec<char> = key.chars().collect();
+                for cut in 1..chars.len() {
+                    let family: String = chars[..cut].iter().collect();
+                    if idx.by_family_kanji.contains_key(&family) {
+                        let given: String = chars[cut..].iter().collect();
+                        if !splits.contains(&(family.clone(), given.clone())) {
+                            splits.push((family, given));
+                        }
+                    }
+                }
+                for (family, given) in &splits {
+                    // Readings of each part: learned from the records, or the kana as typed.
+                    let family_readings: Vec<String> = match reading_key(family) {
+                        Some(k) => vec![k],
+                        None => idx.family_kanji_readings.get(family).cloned().unwrap_or_default(),
+                    };
+                    let given_readings: Vec<String> = match reading_key(given) {
+                        Some(k) => vec![k],
+                        None => idx.given_kanji_readings.get(given).cloned().unwrap_or_default(),
+                    };
+                    for fr in family_readings.iter().take(4) {
+                        for gr in given_readings.iter().take(4) {
+                            q.split_readings.push((fr.clone(), gr.clone()));
+                            // Joined readings collapse a long vowel across the join, as records do.
+                            let joined = super::normalize::fold_joined(fr, gr);
+                            q.full_readings.push(joined);
+                        }
+                        if given_readings.is_empty() {
+                            q.split_readings.push((fr.clone(), String::new()));
+                        }
+                    }
+                }
+                q.split_kanji = splits;
+            }
+        }
+        q
+    }
+
+    /// The blocks of records that share the name: full reading, surname reading, surname kanji.
+    fn blocks<'a>(&self, idx: &'a Index) -> Vec<&'a [u32]> {
+        let mut out = Vec::new();
+        for r in &self.full_readings {
+            if let Some(v) = idx.by_full_reading.get(r) {
+                out.push(v.as_slice());
+            }
+        }
+        for (f, _) in &self.split_readings {
+            if let Some(v) = idx.by_family_reading.get(f) {
+                out.push(v.as_slice());
+            }
+        }
+        for (f, _) in &self.split_kanji {
+            if let Some(v) = idx.by_family_kanji.get(f) {
+                out.push(v.as_slice());
+            }
+        }
+        out
+    }
+
+    /// Name evidence for one person: the best of the ways the name could be read.
+    /// Returns the evidence, the fields that agreed, and whether the whole name agreed exactly.
+    fn score(&self, p: &Person) -> (f64, Vec<Field>, bool) {
+        let family_w = f64::from(p.family_weight);
+        let given_w = f64::from(p.given_weight);
+        let full = &p.full_reading;
+        let mut best: (f64, Vec<Field>, bool) = (-8.0, Vec::new(), false);
+        let mut consider = |s: f64, f: Vec<Field>, exact: bool| {
+            if s > best.0 {
+                best = (s, f, exact);
+            }
+        };
+        for (f, g) in &self.split_readings {
+            let fam = if *f == p.family_reading {
+                Some(family_w)
+            } else if near(f, &p.family_reading) {
+                Some(family_w - 4.0)
+            } else {
+                None
+            };
+            let giv = if g.is_empty() {
+                Some(0.0)
+            } else if *g == p.given_reading {
+                Some(given_w)
+            } else if near(g, &p.given_reading) {
+                Some(given_w - 4.0)
+            } else {
+                None
+            };
+            match (fam, giv) {
+                (Some(a), Some(b)) if !g.is_empty() => consider(
+                    a + b,
+                    vec![Field::FamilyName, Field::GivenName],
+                    *f == p.family_reading && *g == p.given_reading,
+                ),
+                (Some(a), Some(_)) => consider(a, vec![Field::FamilyName], false),
+                (Some(a), None) => consider(a - 5.0, vec![Field::FamilyName], false),
+                (None, Some(b)) if !g.is_empty() => consider(b - 6.0, vec![Field::GivenName], false),
+                _ => {}
+            }
+        }
+        for r in &self.full_readings {
+            if r == full {
+                consider(family_w + given_w, vec![Field::Name], true);
+            } else if near(r, full) {
+                consider(family_w + given_w - 4.0, vec![Field::Name], false);
+            }
+        }
+        // Kanji as typed: the register spelling (after folding variants) is strong evidence.
+        if let Some(k) = &self.full_kanji {
+            let pk = format!("{}{}", p.family_kanji, p.given_kanji);
+            if *k == pk {
+                consider(family_w + given_w + 2.0, vec![Field::Name], true);
+            } else {
+                // Same surname in kanji, given name read alike (陽子 for 洋子): the readings above
+                // already scored it; a kanji surname alone is family evidence only.
+                for (f, g) in &self.split_kanji {
+                    if *f == p.family_kanji && g.is_empty() {
+                        consider(family_w, vec![Field::FamilyName], false);
+                    }
+                }
+            }
+        }
+        best
+    }
+}
+
+#[cfg(test)]
+mod search_tests {
+    use super::*;
+    use crate::model::MunicipalityCode;
+    use crate::synth::{self, Generator};
+
+    fn records() -> Vec<PersonRecord> {
+        let mut g = Generator::new(synth::Params {
+            municipalities: vec![MunicipalityCode::parse("172049").unwrap()],
+            persons: 400,
+            seed: 11,
+            as_of: synth::default_as_of(),
+        })
+        .unwrap();
+        let mut out: Vec<PersonRecord> = (0..400).map(|_| g.person()).collect();
+        // A rare reading that only the records can teach: 小鳥遊 is read たかなし.
+        out[0].family_name = "小鳥遊".into();
+        out[0].family_name_kana = "タカナシ".into();
+        out[0].given_name = "花子".into();
+        out[0].given_name_kana = "ハナコ".into();
+        out[0].birth_date = NaiveDate::from_ymd_opt(1938, 4, 1).unwrap();
+        out[0].sex = Sex::Female;
+        // Twins: same name reading, same birth date.
+        out[1].family_name_kana = "ヤマダ".into();
+        out[1].given_name_kana = "ハル".into();
+        out[2].family_name_kana = "ヤマダ".into();
+        out[2].given_name_kana = "ハル".into();
+        out[2].birth_date = out[1].birth_date;
+        out[2].sex = out[1].sex;
+        out[2].municipality = out[1].municipality;
+        out
+    }
+
+    fn today() -> NaiveDate {
+        synth::default_as_of()
+    }
+
+    fn q(name: &str, birth: &str) -> Query {
+        Query { name: Some(name.into()), birth_date: Some(birth.into()), ..Query::default() }
+    }
+
+    #[test]
+    fn a_rare_reading_learned_from_the_records_meets_kana_and_kanji() {
+        let idx = Index::build(&records());
+        for name in ["小鳥遊花子", "たかなし はなこ", "takanashi hanako", "ﾀｶﾅｼﾊﾅｺ", "小鳥遊 はなこ"]
+        {
+            let out = idx.search(&q(name, "昭和13年4月1日"), today()).unwrap();
+            assert_eq!(out.candidates[0].record, 0, "{name}");
+            assert_eq!(out.verdict, Verdict::Likely, "{name}");
+        }
+    }
+
+    #[test]
+    fn nobody_is_offered_when_nobody_fits_and_twins_are_called_ambiguous() {
+        let r = records();
+        let idx = Index::build(&r);
+        let out = idx.search(&q("ぜんぜんちがう なまえ", "1901-01-01"), today()).unwrap();
+        assert_eq!(out.verdict, Verdict::NotFound);
+        assert!(out.candidates.is_empty());
+        let twins = idx.search(&q("やまだ はる", &r[1].birth_date.to_string()), today()).unwrap();
+        assert_eq!(twins.verdict, Verdict::Ambiguous, "{twins:?}");
+        assert!(twins.candidates.len() >= 2);
+    }
+
+    #[test]
+    fn searches_that_would_browse_are_refused() {
+        let idx = Index::build(&records());
+        let only_name = Query { name: Some("やまだ".into()), ..Query::default() };
+        assert_eq!(idx.search(&only_name, today()), Err(QueryError::NotEnough));
+        let card = Query { insured_number: Some("0000000001".into()), ..Query::default() };
+        assert_eq!(idx.search(&card, today()), Err(QueryError::CardIncomplete));
+    }
+
+    #[test]
+    fn the_card_route_finds_exactly_the_card_holder() {
+        let r = records();
+        let idx = Index::build(&r);
+        let p = &r[5];
+        let card = Query {
+            insurer_number: Some(p.card_insurer_number.to_string()),
+            insured_number: Some(format!(" {} ", p.insured_number.as_str())),
+            birth_date: Some(p.birth_date.format("%Y/%m/%d").to_string()),
+            ..Query::default()
+        };
+        let out = idx.search(&card, today()).unwrap();
+        assert_eq!(out.verdict, Verdict::Likely);
+        assert_eq!(out.candidates.len(), 1);
+        assert_eq!(out.candidates[0].record, 5);
+    }
+}
