@@ -65,6 +65,26 @@ pub enum Command {
     /// 監査ログの検証・書き出し・個人ごとのアクセス一覧
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// 職員の登録（検索できる人）
+    #[command(subcommand)]
+    Staff(StaffCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StaffCommand {
+    /// 職員を登録し、1回限りのログインコードと API トークンを表示する（事業所は認可の対象であること）
+    Add {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        name: String,
+        /// 事業所番号（10桁）
+        #[arg(long)]
+        facility: String,
+        /// support（支援者）, receiving（受入施設）, coordinator（調整役）
+        #[arg(long)]
+        role: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -463,6 +483,36 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Staff(StaffCommand::Add { dir, name, facility, role }) => {
+            let role = Role::parse(&role)
+                .with_context(|| format!("役割 {role} はありません（support, receiving, coordinator）"))?;
+            let mut node = Node::open(&NodeDir::new(dir))?;
+            let secret = Arc::new(open_secret(&node)?);
+            let authorization = node.active_authorization(clock.as_ref())?;
+            let now = node.now(clock.as_ref())?;
+            let result = crate::staff::add(&node.store, authorization.as_ref(), &name, &facility, role, now);
+            let entry = match &result {
+                Ok(e) => NewEntry {
+                    facility: Some(facility.trim().to_owned()),
+                    role: Some(role),
+                    ..NewEntry::new(COORDINATOR, Action::Enrol, Outcome::Ok, e.id.clone())
+                },
+                Err(e) => NewEntry::new(COORDINATOR, Action::Enrol, Outcome::Denied, e.to_string()),
+            };
+            node.audit(secret, clock.clone(), &[entry])?;
+            let enrolled = result?;
+            println!(
+                "職員 {} を登録しました（{}、事業所 {}、{}）。",
+                enrolled.id,
+                name.trim(),
+                facility.trim(),
+                role.label()
+            );
+            println!("ログインコード（1回限り）: {}", enrolled.login_code.as_str());
+            println!("API トークン（この1回だけ表示します。安全に渡してください）:");
+            println!("{}", enrolled.token.as_str());
+            Ok(())
+        }
         Command::Clock(ClockCommand::Forward { dir, to }) => {
             let mut node = Node::open(&NodeDir::new(dir))?;
             let secret = Arc::new(open_secret(&node)?);
@@ -784,6 +834,7 @@ fn serve(dir: &NodeDir, listen: SocketAddr, clock: SharedClock, banner: Option<&
             audit: audit.clone(),
             clock,
             fingerprint,
+            rate: Arc::new(crate::api::RateLimiter::default()),
         };
         let shutdown = CancellationToken::new();
         tokio::spawn(server::cancel_on_signal(shutdown.clone()));

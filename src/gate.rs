@@ -180,6 +180,13 @@ impl Node {
         Ok(row)
     }
 
+    /// The authorization in force, decoded (for its facility rules and scope), if any.
+    pub fn active_authorization(&mut self, clock: &dyn Clock) -> Result<Option<Authorization>, NodeError> {
+        let Ok(row) = self.check_access(clock) else { return Ok(None) };
+        let code = row.code.as_deref().expect("an active authorization keeps its code");
+        Ok(Some(SignedAuthorization::parse(code)?.authorization))
+    }
+
     /// Unwraps the data key of the authorization in force and decrypts the snapshot.
     fn open_data(&self, row: &AuthorizationRow, secret: &NodeSecretKey) -> Result<OpenData, NodeError> {
         let code = row.code.as_deref().expect("an active authorization keeps its code");

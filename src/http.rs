@@ -40,11 +40,13 @@ pub struct AppState {
     pub audit: Arc<AuditLog>,
     pub clock: SharedClock,
     pub fingerprint: String,
+    /// Searches per operator, to stop anyone walking the region.
+    pub rate: Arc<crate::api::RateLimiter>,
 }
 
 impl AppState {
     /// Runs `f` with the node locked, off the async runtime.
-    async fn with_node<T: Send + 'static>(
+    pub async fn with_node<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Node, &AppState) -> T + Send + 'static,
     ) -> Result<T, AppError> {
@@ -76,7 +78,18 @@ impl FromRequestParts<AppState> for Authorized {
                 // A refusal is an access attempt too: it is logged before the answer goes out.
                 let route = parts.extensions.get::<MatchedPath>().map_or("", |p| p.as_str()).to_owned();
                 let entry = NewEntry::new(ANONYMOUS, Action::Denied, Outcome::Denied, format!("{route}: {denied}"));
-                match state.audit.record(entry).await {
+                let written = state.audit.record(entry).await;
+                if route.starts_with("/api/") {
+                    // The API answers in JSON, with the same statuses as the pages.
+                    let status = match (&written, &denied) {
+                        (Err(_), _) | (_, Denied::ClockBehind { .. } | Denied::Unavailable(_)) => {
+                            StatusCode::SERVICE_UNAVAILABLE
+                        }
+                        _ => StatusCode::FORBIDDEN,
+                    };
+                    return Err(crate::api::ApiError::new(status, denied.to_string()).into_response());
+                }
+                match written {
                     Ok(_) => Err(AppError::Denied(denied).into_response()),
                     Err(e) => Err(AppError::AuditUnavailable(e.to_string()).into_response()),
                 }
@@ -159,6 +172,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(status))
         .route("/search", get(search))
+        .route("/api/v1/search", axum::routing::post(crate::api::search))
+        .route("/api/v1/status", get(crate::api::status))
         .route("/static/style.css", get(stylesheet))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(REQUEST_BODY_BYTES_MAX))

@@ -1,6 +1,7 @@
 //! kaigo-field: long-term care records (介護情報基盤) at evacuation shelters when the link to the
 //! central base is cut. See ARCHITECTURE.md for the map of this crate.
 
+pub mod api;
 pub mod audit;
 pub mod authz;
 pub mod central;

@@ -47,6 +47,11 @@ pub const AUDIT_QUEUE_ENTRIES_MAX: usize = 4096;
 /// Candidates a search returns: enough to tell people apart, too few to browse.
 pub const SEARCH_CANDIDATES_MAX: usize = 5;
 
+/// Searches one operator may make in `SEARCH_RATE_WINDOW_SECONDS`: a busy shelter desk makes a
+/// few a minute; walking a region takes thousands.
+pub const SEARCH_RATE_PER_OPERATOR_MAX: usize = 30;
+pub const SEARCH_RATE_WINDOW_SECONDS: u64 = 60;
+
 /// Milliseconds between two progress lines on long work.
 pub const PROGRESS_INTERVAL_MILLIS: u64 = 1000;
 

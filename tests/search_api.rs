@@ -1,0 +1,102 @@
+//! The search API end to end: an operator enrolled by `staff add` searches over HTTPS with a
+//! bearer token; refusals, rate limits and the audit trail.
+
+mod common;
+
+use chrono::NaiveDate;
+use common::{Fixture, Spawned, csv_rows, fails, ok};
+use kaigo_field::model::wareki::to_wareki;
+use serde_json::{Value, json};
+
+fn token_of(out: &str) -> String {
+    out.lines().find(|l| l.starts_with("kft_")).expect("a token printed").trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enrolled_operator_finds_a_person_and_every_search_is_audited() {
+    let f = Fixture::new(300);
+    f.authorized_node();
+    let err = fails(
+        &["staff", "add", "--dir", "n", "--name", "東京 太郎", "--facility", "1372090005", "--role", "support"],
+        f.dir(),
+    );
+    assert!(err.contains("対象事業所ではありません"), "{err}");
+    let out = ok(
+        &["staff", "add", "--dir", "n", "--name", "能登 花子", "--facility", "1772090005", "--role", "support"],
+        f.dir(),
+    );
+    assert!(out.contains("ログインコード"), "{out}");
+    let token = token_of(&out);
+
+    let mut server = Spawned::start(&["serve", "--dir", "n", "--listen", "127.0.0.1:0"], f.dir(), &[]);
+    let url = server.url();
+    let http = common::https_client(&f.path("n/tls/ca.pem"));
+    let api = format!("{url}api/v1/search");
+
+    // Someone whose name and birthday a neighbour tells: hiragana and the 和暦.
+    let rows = csv_rows(&f.path("persons.csv"));
+    let r = &rows[7];
+    let birth = NaiveDate::parse_from_str(&r["birth_date"], "%Y-%m-%d").unwrap();
+    let kana =
+        kaigo_field::model::kana::katakana_to_hiragana(&format!("{} {}", r["family_name_kana"], r["given_name_kana"]));
+    let query = json!({ "name": kana, "birth_date": to_wareki(birth).unwrap().kanji(), "sex": if r["sex"] == "1" { "男" } else { "女" } });
+    let response = http.post(&api).bearer_auth(&token).json(&query).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().get("x-audit-seq").is_some());
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["verdict"], "likely", "{body}");
+    let first = &body["candidates"][0];
+    assert_eq!(first["name"], format!("{} {}", r["family_name"], r["given_name"]));
+    assert_eq!(first["birth_date"], r["birth_date"]);
+    assert!(first["birth_date_wareki"].as_str().unwrap().contains('年'));
+    let person_id = first["person_id"].as_str().unwrap().to_owned();
+
+    // The card route.
+    let card = json!({ "insurer_number": r["card_insurer_number"], "insured_number": r["insured_number"], "birth_date": r["birth_date"] });
+    let body: Value = http.post(&api).bearer_auth(&token).json(&card).send().await.unwrap().json().await.unwrap();
+    assert_eq!(body["candidates"][0]["person_id"], person_id.as_str());
+
+    // No token; not enough to search (no browsing).
+    assert_eq!(http.post(&api).json(&query).send().await.unwrap().status(), 401);
+    let thin = http.post(&api).bearer_auth(&token).json(&json!({ "name": kana })).send().await.unwrap();
+    assert_eq!(thin.status(), 400);
+    assert!(thin.json::<Value>().await.unwrap()["error"].as_str().unwrap().contains("一覧を見ることはできません"));
+
+    // Walking the region is stopped by the per-operator limit.
+    let mut limited = false;
+    for _ in 0..40 {
+        let s = http.post(&api).bearer_auth(&token).json(&query).send().await.unwrap().status();
+        if s == 429 {
+            limited = true;
+            break;
+        }
+    }
+    assert!(limited, "the rate limit stops a walk through the region");
+
+    // Closed: the API refuses, in JSON.
+    ok(&["authz", "close", "--dir", "n"], f.dir());
+    let closed = http.post(&api).bearer_auth(&token).json(&query).send().await.unwrap();
+    assert_eq!(closed.status(), 403);
+    assert!(closed.json::<Value>().await.unwrap()["error"].as_str().unwrap().contains("終了しました"));
+    let (status, _) = server.terminate();
+    assert!(status.success());
+
+    // The audit trail: the search names the person by id, never by name or by what was typed.
+    let export = ok(&["audit", "export", "--dir", "n"], f.dir());
+    let searches: Vec<Value> = export
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["action"] == "search")
+        .collect();
+    assert!(searches.len() >= 3, "every search is logged, refused ones too");
+    assert!(searches.iter().any(|e| e["subjects"].as_array().unwrap().iter().any(|s| s == person_id.as_str())));
+    assert!(searches.iter().all(|e| e["operator"] == "staff-1" && e["facility"] == "1772090005"));
+    assert!(searches.iter().all(|e| e["query_hash"].is_string()));
+    for needle in [&kana, &r["family_name"], &r["insured_number"], &r["birth_date"]] {
+        assert!(!export.contains(needle.as_str()), "{needle} appears in the audit log");
+    }
+    let person = ok(&["audit", "person", "--dir", "n", &person_id], f.dir());
+    assert!(person.contains("staff-1") && person.contains("search"), "{person}");
+    assert!(ok(&["audit", "verify", "--dir", "n"], f.dir()).contains("正常"));
+}
