@@ -19,7 +19,8 @@ use crate::http::{AppState, Authorized};
 use crate::limits::{SEARCH_RATE_PER_OPERATOR_MAX, SEARCH_RATE_WINDOW_SECONDS};
 use crate::model::wareki::to_wareki;
 use crate::region;
-use crate::search::matcher::{Candidate, Grade, Query, Verdict};
+use crate::model::{MunicipalityCode, PersonId};
+use crate::search::matcher::{Candidate, Grade, Index, Query, Verdict};
 use crate::staff::token_hash;
 
 /// An error as the API returns it: a status and a Japanese message, as JSON.
@@ -199,13 +200,13 @@ pub async fn search(
             return Err(ApiError::new(StatusCode::BAD_REQUEST, e.to_string()));
         }
     };
-    let candidates: Vec<CandidateView> = outcome.candidates.iter().map(|c| view(&open.records, c)).collect();
+    let candidates: Vec<CandidateView> = outcome.candidates.iter().map(|c| view(&open.index, c)).collect();
     let mut entry = audit_entry(
         Action::Search,
         Outcome::Ok,
         format!("api search: {:?}, {} candidates", outcome.verdict, candidates.len()),
     );
-    entry.subjects = outcome.candidates.iter().map(|c| open.records[c.record as usize].person_id.clone()).collect();
+    entry.subjects = candidates.iter().filter_map(|c| PersonId::parse(&c.person_id).ok()).collect();
     entry.query_hash = Some(query_hash);
     let receipt = record(entry).await?;
     Ok(Audited::new(
@@ -214,16 +215,19 @@ pub async fn search(
     ))
 }
 
-fn view(records: &[crate::model::PersonRecord], c: &Candidate) -> CandidateView {
-    let r = &records[c.record as usize];
+fn view(index: &Index, c: &Candidate) -> CandidateView {
+    let r = index.shown(c.record);
     CandidateView {
-        person_id: r.person_id.as_str().to_owned(),
+        person_id: r.person_id,
         name: format!("{} {}", r.family_name, r.given_name),
-        kana: format!("{} {}", r.family_name_kana, r.given_name_kana),
+        kana: format!("{} {}", r.family_kana, r.given_kana),
         birth_date: r.birth_date.to_string(),
         birth_date_wareki: to_wareki(r.birth_date).map(|w| w.kanji()).unwrap_or_default(),
         sex: r.sex.kanji(),
-        municipality: region::lookup(r.municipality).map_or_else(|| r.municipality.to_string(), |m| m.name.clone()),
+        municipality: MunicipalityCode::parse(r.municipality)
+            .ok()
+            .and_then(region::lookup)
+            .map_or_else(|| r.municipality.to_owned(), |m| m.name.clone()),
         grade: c.grade,
         score: (c.score * 10.0).round() / 10.0,
         agreed: c.agreed.clone(),

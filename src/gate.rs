@@ -12,19 +12,18 @@ use chrono::{DateTime, Utc};
 use crate::authz::{self, Authorization, Decision, SignedAuthorization, jst};
 use crate::clock::Clock;
 use crate::keys::{DataKey, NodeSecretKey};
-use crate::model::PersonRecord;
 use crate::node::{Node, NodeError};
 use crate::search::matcher::Index;
 use crate::snapshot;
 use crate::store::AuthorizationRow;
 
-/// Decrypted records and the authorization that opened them. Dropped when the window closes.
+/// The opened region and the authorization that opened it. Dropped when the window closes.
+/// It holds the matcher's index (built from the snapshot's search section) and the data key;
+/// full records stay encrypted in the snapshot file until one is viewed.
 pub struct OpenData {
     pub authorization: Authorization,
-    /// Wiped (on drop) together with the records it opened; also keys the audit query hashes.
+    /// Wiped (on drop) with the index it opened; also keys the audit query hashes.
     data_key: DataKey,
-    pub records: Vec<PersonRecord>,
-    /// The matcher's index over `records`, built when the data opens.
     pub index: Index,
 }
 
@@ -37,7 +36,7 @@ impl OpenData {
 
 impl std::fmt::Debug for OpenData {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "OpenData({} #{}, {} records)", self.authorization.id, self.authorization.serial, self.records.len())
+        write!(f, "OpenData({} #{}, {} persons)", self.authorization.id, self.authorization.serial, self.index.len())
     }
 }
 
@@ -205,10 +204,9 @@ impl Node {
         let path = self.dir.snapshots().join(&held.file_name);
         let file =
             std::fs::File::open(&path).map_err(|cause| NodeError::Io { path: path.display().to_string(), cause })?;
-        let mut records = Vec::new();
-        snapshot::open(std::io::BufReader::new(file), &self.info.central_key, &data_key, |r| records.push(r))?;
-        let index = Index::build(&records);
-        Ok(OpenData { authorization: signed.authorization, data_key, records, index })
+        let section = snapshot::open_search(std::io::BufReader::new(file), &self.info.central_key, &data_key)?;
+        let index = Index::from_section(section);
+        Ok(OpenData { authorization: signed.authorization, data_key, index })
     }
 }
 

@@ -195,7 +195,7 @@ async fn status(State(state): State<AppState>) -> Result<Html<String>, AppError>
                     until: jst(open.authorization.not_after()),
                     municipalities: region::names(&open.authorization.municipalities),
                     drill: open.authorization.drill,
-                    records_open: open.records.len(),
+                    records_open: open.index.len(),
                     nodes: open.authorization.nodes.len(),
                 },
                 Err(denied) => AuthorizationView::Inactive {

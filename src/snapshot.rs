@@ -26,9 +26,10 @@ use crate::limits::{
     SNAPSHOT_RECORDS_MAX,
 };
 use crate::model::{MunicipalityCode, PersonRecord};
+use crate::search::section::{SearchSection, SectionBuilder};
 
 pub const MAGIC: &[u8; 6] = b"KFSNAP";
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
 /// magic, format version (u16 LE), signing key id (8 bytes), manifest length (u32 LE).
 pub const HEADER_BYTES: usize = 6 + 2 + 8 + 4;
 pub const SIGNATURE_BYTES: usize = 64;
@@ -36,6 +37,8 @@ const SIGNATURE_DOMAIN: &[u8] = b"kaigo-field/snapshot/v1\0";
 const NONCE_BYTES: usize = 24;
 const TAG_BYTES: usize = 16;
 const ZSTD_LEVEL: i32 = 3;
+/// Compressed bytes of the search section per chunk.
+const SEARCH_PIECE_BYTES: usize = 4 * 1024 * 1024;
 
 /// The signed, public part of a snapshot. Holds no personal data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,6 +51,8 @@ pub struct Manifest {
     pub created_at: DateTime<Utc>,
     pub record_count: u64,
     pub chunk_count: u32,
+    /// Chunks of the search section, after the record chunks.
+    pub search_chunk_count: u32,
     pub body_bytes: u64,
     /// "sha256:" and the hex SHA-256 of the body.
     pub content_hash: String,
@@ -58,6 +63,7 @@ pub struct Manifest {
     pub cipher: String,
     pub compression: String,
     pub record_encoding: String,
+    pub search_encoding: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +124,7 @@ pub struct Builder {
     chunks: Vec<Vec<u8>>,
     record_count: u64,
     municipalities: BTreeSet<MunicipalityCode>,
+    section: SectionBuilder,
 }
 
 impl Builder {
@@ -132,6 +139,7 @@ impl Builder {
             chunks: Vec::new(),
             record_count: 0,
             municipalities: BTreeSet::new(),
+            section: SectionBuilder::new(),
         }
     }
 
@@ -146,6 +154,7 @@ impl Builder {
             )));
         }
         self.municipalities.insert(record.municipality);
+        self.section.push(record);
         serde_json::to_writer(&mut self.pending, record).map_err(|e| SnapshotError::Build(e.to_string()))?;
         self.pending.push(b'\n');
         self.pending_records += 1;
@@ -179,14 +188,23 @@ impl Builder {
         if self.municipalities.len() > SNAPSHOT_MUNICIPALITIES_MAX {
             return Err(SnapshotError::Build(format!("市区町村が多すぎます（上限 {SNAPSHOT_MUNICIPALITIES_MAX}）")));
         }
-        let chunk_count =
-            u32::try_from(self.chunks.len()).map_err(|_| SnapshotError::Build("チャンクが多すぎます".into()))?;
+        let too_many = || SnapshotError::Build("チャンクが多すぎます".into());
+        let chunk_count = u32::try_from(self.chunks.len()).map_err(|_| too_many())?;
+        // The search section: postcard, compressed as a whole, cut into pieces after the records.
+        let section = postcard::to_stdvec(&std::mem::take(&mut self.section).finish())
+            .map_err(|e| SnapshotError::Build(e.to_string()))?;
+        let compressed = zstd::bulk::compress(&section, ZSTD_LEVEL)?;
+        for piece in compressed.chunks(SEARCH_PIECE_BYTES) {
+            self.chunks.push(piece.to_vec());
+        }
+        let search_chunk_count = u32::try_from(self.chunks.len()).map_err(|_| too_many())? - chunk_count;
+        let total = chunk_count + search_chunk_count;
         let id = hex::decode(&self.snapshot_id).expect("hex we made");
         let mut body = Vec::with_capacity(self.chunks.iter().map(|c| c.len() + 44).sum());
         for (index, compressed) in self.chunks.iter().enumerate() {
             let mut nonce = [0u8; NONCE_BYTES];
             OsRng.fill_bytes(&mut nonce);
-            let aad = chunk_aad(&id, index as u32, chunk_count);
+            let aad = chunk_aad(&id, index as u32, total);
             let sealed = self
                 .cipher
                 .encrypt(XNonce::from_slice(&nonce), Payload { msg: compressed, aad: &aad })
@@ -204,6 +222,7 @@ impl Builder {
             created_at: params.created_at,
             record_count: self.record_count,
             chunk_count,
+            search_chunk_count,
             body_bytes: body.len() as u64,
             content_hash: format!("sha256:{}", hex::encode(Sha256::digest(&body))),
             signing_key_id: public.key_id(),
@@ -212,6 +231,7 @@ impl Builder {
             cipher: "XChaCha20-Poly1305".into(),
             compression: "zstd".into(),
             record_encoding: "json-lines".into(),
+            search_encoding: "postcard".into(),
         };
         let manifest_bytes = serde_json::to_vec(&manifest).map_err(|e| SnapshotError::Build(e.to_string()))?;
         assert!(manifest_bytes.len() <= SNAPSHOT_MANIFEST_BYTES_MAX, "manifest within its limit");
@@ -228,7 +248,7 @@ impl Builder {
 
 fn chunk_aad(snapshot_id: &[u8], index: u32, count: u32) -> Vec<u8> {
     let mut aad = Vec::with_capacity(snapshot_id.len() + 8 + 16);
-    aad.extend_from_slice(b"kaigo-field/chunk/v1");
+    aad.extend_from_slice(b"kaigo-field/chunk/v2");
     aad.extend_from_slice(snapshot_id);
     aad.extend_from_slice(&index.to_le_bytes());
     aad.extend_from_slice(&count.to_le_bytes());
@@ -316,10 +336,11 @@ fn read_body(
     let mut hasher = Sha256::new();
     let mut read_total: u64 = 0;
     let mut frame = Vec::new();
-    for index in 0..manifest.chunk_count {
+    let total = manifest.chunk_count.checked_add(manifest.search_chunk_count).ok_or_else(|| altered("チャンク数がありえない値です"))?;
+    for index in 0..total {
         let mut len = [0u8; 4];
         if read_full(r, &mut len)? < 4 {
-            return Err(truncated(format!("{} / {} チャンクで終わっています", index, manifest.chunk_count)));
+            return Err(truncated(format!("{index} / {total} チャンクで終わっています")));
         }
         let sealed_len = u32::from_le_bytes(len) as usize;
         if !(TAG_BYTES..=SNAPSHOT_CHUNK_BYTES_MAX).contains(&sealed_len) {
@@ -378,13 +399,21 @@ pub fn verify(
     Ok(manifest)
 }
 
-/// Verifies and decrypts a snapshot, handing each record to `each` in file order. Records come
-/// before the whole file is checked; on error the caller must discard what it received.
-pub fn open(
+/// Opens the chunks of one kind: the records (`Part::Records`) or the search section
+/// (`Part::Search`), handing each decrypted, decompressed-as-stored plaintext to `each`. Chunks of
+/// the other kind are verified (hash, framing) but not decrypted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Records,
+    Search,
+}
+
+fn open_part(
     mut input: impl Read,
     key: &CentralPublicKey,
     data_key: &DataKey,
-    mut each: impl FnMut(PersonRecord),
+    part: Part,
+    mut each: impl FnMut(Zeroizing<Vec<u8>>) -> Result<(), SnapshotError>,
 ) -> Result<Manifest, SnapshotError> {
     let (manifest, _) = read_head(&mut input, key)?;
     if manifest.data_key_id != data_key.key_id() {
@@ -392,34 +421,69 @@ pub fn open(
     }
     let cipher = XChaCha20Poly1305::new(data_key.bytes().into());
     let id = hex::decode(&manifest.snapshot_id).map_err(|_| altered("snapshot_id が16進数ではありません"))?;
-    let mut records: u64 = 0;
+    let total = manifest.chunk_count + manifest.search_chunk_count;
     read_body(
         &mut input,
         &manifest,
         &mut io::sink(),
         |index, nonce, sealed| {
-            let aad = chunk_aad(&id, index, manifest.chunk_count);
-            let compressed = Zeroizing::new(
-                cipher
-                    .decrypt(XNonce::from_slice(nonce), Payload { msg: sealed, aad: &aad })
-                    .map_err(|_| SnapshotError::Decrypt)?,
-            );
-            let plain = Zeroizing::new(
-                zstd::bulk::decompress(&compressed, SNAPSHOT_CHUNK_BYTES_MAX * 8)
-                    .map_err(|_| SnapshotError::Decrypt)?,
-            );
-            for line in plain.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-                let record: PersonRecord =
-                    serde_json::from_slice(line).map_err(|e| altered(format!("記録が読めません: {e}")))?;
-                records += 1;
-                each(record);
+            let is_record = index < manifest.chunk_count;
+            if is_record != (part == Part::Records) {
+                return Ok(());
             }
-            Ok(())
+            let aad = chunk_aad(&id, index, total);
+            let plain = cipher
+                .decrypt(XNonce::from_slice(nonce), Payload { msg: sealed, aad: &aad })
+                .map_err(|_| SnapshotError::Decrypt)?;
+            each(Zeroizing::new(plain))
         },
         |_| {},
     )?;
+    Ok(manifest)
+}
+
+/// Verifies and decrypts a snapshot's records, handing each to `each` in file order. Records
+/// come before the whole file is checked; on error the caller must discard what it received.
+pub fn open(
+    input: impl Read,
+    key: &CentralPublicKey,
+    data_key: &DataKey,
+    mut each: impl FnMut(PersonRecord),
+) -> Result<Manifest, SnapshotError> {
+    let mut records: u64 = 0;
+    let manifest = open_part(input, key, data_key, Part::Records, |compressed| {
+        let plain = Zeroizing::new(
+            zstd::bulk::decompress(&compressed, SNAPSHOT_CHUNK_BYTES_MAX * 8).map_err(|_| SnapshotError::Decrypt)?,
+        );
+        for line in plain.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            let record: PersonRecord =
+                serde_json::from_slice(line).map_err(|e| altered(format!("記録が読めません: {e}")))?;
+            records += 1;
+            each(record);
+        }
+        Ok(())
+    })?;
     if records != manifest.record_count {
         return Err(altered("記録の件数が manifest と違います"));
     }
     Ok(manifest)
+}
+
+/// Verifies a snapshot and decrypts only its search section: what a node needs to activate,
+/// without decoding every record.
+pub fn open_search(input: impl Read, key: &CentralPublicKey, data_key: &DataKey) -> Result<SearchSection, SnapshotError> {
+    let mut compressed = Zeroizing::new(Vec::new());
+    let manifest = open_part(input, key, data_key, Part::Search, |piece| {
+        compressed.extend_from_slice(&piece);
+        Ok(())
+    })?;
+    let plain = Zeroizing::new(
+        zstd::stream::decode_all(&compressed[..]).map_err(|_| altered("検索部を展開できません"))?,
+    );
+    let section: SearchSection =
+        postcard::from_bytes(&plain).map_err(|e| altered(format!("検索部が読めません: {e}")))?;
+    if section.rows.len() as u64 != manifest.record_count {
+        return Err(altered("検索部の人数が manifest と違います"));
+    }
+    Ok(section)
 }

@@ -36,6 +36,7 @@ impl World {
             created_at: t("2024-01-01T09:00:00+09:00"),
             record_count: 10,
             chunk_count: 1,
+            search_chunk_count: 1,
             body_bytes: 100,
             content_hash: "sha256:00".into(),
             signing_key_id: central.public().key_id(),
@@ -44,6 +45,7 @@ impl World {
             cipher: "XChaCha20-Poly1305".into(),
             compression: "zstd".into(),
             record_encoding: "json-lines".into(),
+            search_encoding: "postcard".into(),
         };
         World { central, node: NodeSecretKey::generate(), data_key, snapshot }
     }

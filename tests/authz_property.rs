@@ -192,7 +192,7 @@ fn run(ops: &[Op]) -> Result<(tempfile::TempDir, usize), TestCaseError> {
                 match &result {
                     Ok(open) => {
                         prop_assert!(allowed, "lookup at {t} succeeded outside the newest window (mark {mark})");
-                        prop_assert_eq!(open.records.len(), 20);
+                        prop_assert_eq!(open.index.len(), 20);
                         prop_assert_eq!(open.authorization.serial, newest.as_ref().unwrap().serial);
                         successes += 1;
                     }

@@ -116,10 +116,20 @@ fn another_centrals_key_is_unknown_and_a_resigned_manifest_is_a_bad_signature() 
 #[test]
 fn an_unknown_format_version_names_itself() {
     let b = build(3);
-    let mut v2 = b.bytes.clone();
-    v2[6..8].copy_from_slice(&2u16.to_le_bytes());
-    let err = verify(&b, &v2).unwrap_err();
-    assert!(err.to_string().contains("v2"), "{err}");
+    let mut v9 = b.bytes.clone();
+    v9[6..8].copy_from_slice(&9u16.to_le_bytes());
+    let err = verify(&b, &v9).unwrap_err();
+    assert!(err.to_string().contains("v9"), "{err}");
+}
+
+#[test]
+fn the_search_section_carries_every_person_and_opens_without_the_records() {
+    let b = build(30);
+    let section = snapshot::open_search(&b.bytes[..], &b.key.public(), &b.data_key).unwrap();
+    assert_eq!(section.rows.len(), 30);
+    assert_eq!(section, kaigo_field::search::section::section_of(&b.records));
+    let wrong = DataKey::generate();
+    assert!(snapshot::open_search(&b.bytes[..], &b.key.public(), &wrong).is_err());
 }
 
 #[test]

@@ -14,40 +14,60 @@ use unicode_normalization::UnicodeNormalization;
 
 use super::dates::{DateHow, DateReading, parse_birth_date};
 use super::normalize::{Script, kanji_key, reading_key, script};
+use super::section::{Row, SearchSection, section_of};
 use crate::limits::SEARCH_CANDIDATES_MAX;
-use crate::model::{PersonRecord, Sex};
+use crate::model::{MunicipalityCode, PersonRecord, Sex};
 use crate::region;
 
-/// What the matcher keeps per person: keys only, no free text.
+/// What the matcher keeps per person: the section row and the weights of its name.
 struct Person {
-    family_kanji: String,
-    given_kanji: String,
-    family_reading: String,
-    given_reading: String,
-    full_reading: String,
+    row: Row,
     /// Evidence (bits) of agreeing on this surname / given name: rarer names weigh more.
     family_weight: f32,
     given_weight: f32,
-    birth: NaiveDate,
-    sex: Sex,
-    /// 市区町村名, 保険者名 and 町名 of the address, as kanji keys.
-    places: Vec<String>,
-    insurer: String,
-    card_insurer: String,
 }
 
+impl Person {
+    fn birth(&self) -> NaiveDate {
+        NaiveDate::from_num_days_from_ce_opt(self.row.birth).unwrap_or(NaiveDate::MIN)
+    }
+
+    fn sex(&self) -> Sex {
+        if self.row.sex == 1 { Sex::Male } else { Sex::Female }
+    }
+}
+
+/// The open region, as the matcher holds it: the search section's rows and strings, and blocks
+/// of row numbers keyed by string id. Small: no free text, every string once.
 pub struct Index {
+    strings: Vec<String>,
+    ids: HashMap<String, u32>,
     people: Vec<Person>,
-    by_birth: HashMap<NaiveDate, Vec<u32>>,
-    by_full_reading: HashMap<String, Vec<u32>>,
-    by_family_reading: HashMap<String, Vec<u32>>,
-    by_family_kanji: HashMap<String, Vec<u32>>,
-    by_insured: HashMap<String, Vec<u32>>,
-    family_reading_count: HashMap<String, u32>,
-    given_reading_count: HashMap<String, u32>,
+    by_birth: HashMap<i32, Vec<u32>>,
+    by_full_reading: HashMap<u32, Vec<u32>>,
+    by_family_reading: HashMap<u32, Vec<u32>>,
+    by_family_kanji: HashMap<u32, Vec<u32>>,
+    by_insured: HashMap<[u8; 10], Vec<u32>>,
     /// Readings seen for each surname and given name in kanji, learned from the records.
-    family_kanji_readings: HashMap<String, Vec<String>>,
-    given_kanji_readings: HashMap<String, Vec<String>>,
+    family_kanji_readings: HashMap<u32, Vec<u32>>,
+    given_kanji_readings: HashMap<u32, Vec<u32>>,
+    /// 市区町村名 and 保険者名 (kanji keys) per municipality code id.
+    municipality_places: HashMap<u32, Vec<String>>,
+}
+
+/// What a candidate shows so staff can tell people apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shown<'a> {
+    pub person_id: String,
+    pub family_name: &'a str,
+    pub given_name: &'a str,
+    pub family_kana: &'a str,
+    pub given_kana: &'a str,
+    pub birth_date: NaiveDate,
+    pub sex: Sex,
+    pub municipality: &'a str,
+    pub insurer_number: &'a str,
+    pub insured_number: String,
 }
 
 /// A search as staff enter it.
@@ -173,88 +193,73 @@ pub fn parse_sex(s: &str) -> Result<Option<Sex>, QueryError> {
     })
 }
 
-fn push(map: &mut HashMap<String, Vec<u32>>, key: &str, i: u32) {
-    if !key.is_empty() {
-        map.entry(key.to_owned()).or_default().push(i);
-    }
-}
-
 impl Index {
+    /// The index of a list of records (tests, and nodes given records directly).
     pub fn build(records: &[PersonRecord]) -> Index {
+        Index::from_section(section_of(records))
+    }
+
+    /// The index of a snapshot's search section.
+    pub fn from_section(section: SearchSection) -> Index {
+        let SearchSection { strings, rows } = section;
+        let ids: HashMap<String, u32> = strings.iter().enumerate().map(|(i, s)| (s.clone(), i as u32)).collect();
         let mut idx = Index {
-            people: Vec::with_capacity(records.len()),
+            strings,
+            ids,
+            people: Vec::with_capacity(rows.len()),
             by_birth: HashMap::new(),
             by_full_reading: HashMap::new(),
             by_family_reading: HashMap::new(),
             by_family_kanji: HashMap::new(),
-            by_insured: HashMap::new(),
-            family_reading_count: HashMap::new(),
-            given_reading_count: HashMap::new(),
+            by_insured: HashMap::with_capacity(rows.len()),
             family_kanji_readings: HashMap::new(),
             given_kanji_readings: HashMap::new(),
+            municipality_places: HashMap::new(),
         };
-        // Names repeat: each distinct spelling is folded once.
-        let mut readings: HashMap<String, String> = HashMap::new();
-        let mut kanji: HashMap<String, String> = HashMap::new();
-        let mut reading_of = |s: &str| -> String {
-            readings.entry(s.to_owned()).or_insert_with(|| reading_key(s).unwrap_or_default()).clone()
-        };
-        let mut kanji_of = |s: &str| -> String { kanji.entry(s.to_owned()).or_insert_with(|| kanji_key(s)).clone() };
-        for (i, r) in records.iter().enumerate() {
+        let mut family_count: HashMap<u32, u32> = HashMap::new();
+        let mut given_count: HashMap<u32, u32> = HashMap::new();
+        for (i, row) in rows.iter().enumerate() {
             let i = i as u32;
-            let family_reading = reading_of(&r.family_name_kana);
-            let given_reading = reading_of(&r.given_name_kana);
-            // The whole name folded as one, as a name typed without a space is: a long vowel
-            // across the join (ハラダ アケミ → haradakemi) collapses the same way.
-            let full_reading = reading_of(&format!("{}{}", r.family_name_kana, r.given_name_kana));
-            let family_kanji = kanji_of(&r.family_name);
-            let given_kanji = kanji_of(&r.given_name);
-            let mut places = Vec::new();
-            if let Some(m) = region::lookup(r.municipality) {
-                places.push(kanji_of(&m.name));
-                places.push(kanji_of(m.insurer_name()));
-                if let Some(town) = m.towns.iter().find(|t| r.address.contains(t.as_str())) {
-                    places.push(kanji_of(town));
-                }
-            }
-            idx.by_birth.entry(r.birth_date).or_default().push(i);
-            push(&mut idx.by_full_reading, &full_reading, i);
-            push(&mut idx.by_family_reading, &family_reading, i);
-            push(&mut idx.by_family_kanji, &family_kanji, i);
-            push(&mut idx.by_insured, r.insured_number.as_str(), i);
-            *idx.family_reading_count.entry(family_reading.clone()).or_default() += 1;
-            *idx.given_reading_count.entry(given_reading.clone()).or_default() += 1;
-            let learn = |m: &mut HashMap<String, Vec<String>>, k: &str, v: &str| {
-                let list = m.entry(k.to_owned()).or_default();
-                if !list.iter().any(|x| x == v) {
-                    list.push(v.to_owned());
+            idx.by_birth.entry(row.birth).or_default().push(i);
+            idx.by_full_reading.entry(row.full_reading).or_default().push(i);
+            idx.by_family_reading.entry(row.family_reading).or_default().push(i);
+            idx.by_family_kanji.entry(row.family_kanji).or_default().push(i);
+            idx.by_insured.entry(row.insured).or_default().push(i);
+            *family_count.entry(row.family_reading).or_default() += 1;
+            *given_count.entry(row.given_reading).or_default() += 1;
+            let learn = |m: &mut HashMap<u32, Vec<u32>>, k: u32, v: u32| {
+                let list = m.entry(k).or_default();
+                if !list.contains(&v) {
+                    list.push(v);
                 }
             };
-            learn(&mut idx.family_kanji_readings, &family_kanji, &family_reading);
-            learn(&mut idx.given_kanji_readings, &given_kanji, &given_reading);
-            idx.people.push(Person {
-                family_kanji,
-                given_kanji,
-                full_reading,
-                family_reading,
-                given_reading,
-                family_weight: 0.0,
-                given_weight: 0.0,
-                birth: r.birth_date,
-                sex: r.sex,
-                places,
-                insurer: r.insurer_number.to_string(),
-                card_insurer: r.card_insurer_number.to_string(),
-            });
+            learn(&mut idx.family_kanji_readings, row.family_kanji, row.family_reading);
+            learn(&mut idx.given_kanji_readings, row.given_kanji, row.given_reading);
+            if !idx.municipality_places.contains_key(&row.municipality) {
+                let places = MunicipalityCode::parse(&idx.strings[row.municipality as usize])
+                    .ok()
+                    .and_then(region::lookup)
+                    .map(|m| vec![kanji_key(&m.name), kanji_key(m.insurer_name())])
+                    .unwrap_or_default();
+                idx.municipality_places.insert(row.municipality, places);
+            }
         }
-        for i in 0..idx.people.len() {
-            let p = &idx.people[i];
-            let family = (0.95 / idx.share(idx.family_reading_count.get(&p.family_reading))).log2() as f32;
-            let given = (0.95 / idx.share(idx.given_reading_count.get(&p.given_reading))).log2() as f32;
-            idx.people[i].family_weight = family;
-            idx.people[i].given_weight = given;
+        let n = rows.len() as f64 + 1.0;
+        let weight = |count: Option<&u32>| ((0.95 * n) / (f64::from(count.copied().unwrap_or(0)) + 0.5)).log2() as f32;
+        for row in rows {
+            let family_weight = weight(family_count.get(&row.family_reading));
+            let given_weight = weight(given_count.get(&row.given_reading));
+            idx.people.push(Person { row, family_weight, given_weight });
         }
         idx
+    }
+
+    fn s(&self, id: u32) -> &str {
+        self.strings.get(id as usize).map_or("", String::as_str)
+    }
+
+    fn id(&self, s: &str) -> Option<u32> {
+        self.ids.get(s).copied()
     }
 
     pub fn len(&self) -> usize {
@@ -265,8 +270,22 @@ impl Index {
         self.people.is_empty()
     }
 
-    fn share(&self, count: Option<&u32>) -> f64 {
-        (f64::from(count.copied().unwrap_or(0)) + 0.5) / (self.people.len() as f64 + 1.0)
+    /// What candidate `record` shows.
+    pub fn shown(&self, record: u32) -> Shown<'_> {
+        let p = &self.people[record as usize];
+        let municipality = self.s(p.row.municipality);
+        Shown {
+            person_id: hex::encode(p.row.person_id),
+            family_name: self.s(p.row.family_name),
+            given_name: self.s(p.row.given_name),
+            family_kana: self.s(p.row.family_kana),
+            given_kana: self.s(p.row.given_kana),
+            birth_date: p.birth(),
+            sex: p.sex(),
+            municipality,
+            insurer_number: self.s(p.row.insurer),
+            insured_number: String::from_utf8_lossy(&p.row.insured).into_owned(),
+        }
     }
 
     /// Runs a search. `today` bounds the readings of a birth year written without its era.
@@ -298,7 +317,7 @@ impl Index {
             }
         };
         for b in &births {
-            if let Some(list) = self.by_birth.get(&b.date) {
+            if let Some(list) = self.by_birth.get(&b.date.num_days_from_ce()) {
                 add(list, &mut seen);
             }
         }
@@ -328,10 +347,11 @@ impl Index {
         }
         let births = parse_birth_date(birth, today)?;
         let mut out = Vec::new();
-        for &i in self.by_insured.get(&insured).map_or(&[][..], |v| v.as_slice()) {
+        let key: Option<[u8; 10]> = insured.as_bytes().try_into().ok();
+        for &i in key.and_then(|k| self.by_insured.get(&k)).map_or(&[][..], |v| v.as_slice()) {
             let p = &self.people[i as usize];
-            let insurer_ok = p.insurer == insurer || p.card_insurer == insurer;
-            let birth_ok = births.iter().any(|b| b.date == p.birth);
+            let insurer_ok = self.s(p.row.insurer) == insurer || self.s(p.row.card_insurer) == insurer;
+            let birth_ok = births.iter().any(|b| b.date == p.birth());
             if insurer_ok && birth_ok {
                 out.push(Candidate {
                     record: i,
@@ -356,7 +376,7 @@ impl Index {
         let p = &self.people[i as usize];
         let mut score = 0.0;
         let mut agreed = Vec::new();
-        let (name_score, name_fields, name_exact) = name.score(p);
+        let (name_score, name_fields, name_exact) = name.score(p, self);
         score += name_score;
         agreed.extend(name_fields);
         let mut birth_firm = false;
@@ -366,15 +386,15 @@ impl Index {
             let best = births
                 .iter()
                 .map(|b| {
-                    if b.date == p.birth {
+                    if b.date == p.birth() {
                         match b.how {
                             DateHow::Exact => 14.0,
                             DateHow::EraGuessed => 12.0,
                             DateHow::Swapped => 9.0,
                         }
-                    } else if b.date.year() == p.birth.year() && b.date.month() == p.birth.month() {
+                    } else if b.date.year() == p.birth().year() && b.date.month() == p.birth().month() {
                         2.0
-                    } else if b.date.month() == p.birth.month() && b.date.day() == p.birth.day() {
+                    } else if b.date.month() == p.birth().month() && b.date.day() == p.birth().day() {
                         1.0
                     } else {
                         -9.0
@@ -388,7 +408,7 @@ impl Index {
             birth_firm = best >= 12.0;
         }
         if let Some(s) = sex {
-            if s == p.sex {
+            if s == p.sex() {
                 score += 1.0;
                 agreed.push(Field::Sex);
             } else {
@@ -396,7 +416,11 @@ impl Index {
             }
         }
         if let Some(place) = place {
-            let hit = p.places.iter().any(|x| !x.is_empty() && (x.contains(place) || place.contains(x.as_str())));
+            let town = (p.row.town != u32::MAX).then(|| self.s(p.row.town));
+            let places = self.municipality_places.get(&p.row.municipality).into_iter().flatten().map(String::as_str);
+            let hit = places
+                .chain(town)
+                .any(|x| !x.is_empty() && (x.contains(place) || place.contains(x)));
             if hit {
                 score += 3.0;
                 agreed.push(Field::Place);
@@ -519,7 +543,7 @@ impl NameQuery {
                 let chars: Vec<char> = key.chars().collect();
                 for cut in 1..chars.len() {
                     let family: String = chars[..cut].iter().collect();
-                    if idx.by_family_kanji.contains_key(&family) {
+                    if idx.id(&family).is_some_and(|id| idx.by_family_kanji.contains_key(&id)) {
                         let given: String = chars[cut..].iter().collect();
                         if !splits.contains(&(family.clone(), given.clone())) {
                             splits.push((family, given));
@@ -528,13 +552,19 @@ impl NameQuery {
                 }
                 for (family, given) in &splits {
                     // Readings of each part: learned from the records, or the kana as typed.
+                    let learned = |m: &HashMap<u32, Vec<u32>>, k: &str| -> Vec<String> {
+                        idx.id(k)
+                            .and_then(|id| m.get(&id))
+                            .map(|v| v.iter().map(|&r| idx.s(r).to_owned()).collect())
+                            .unwrap_or_default()
+                    };
                     let family_readings: Vec<String> = match reading_key(family) {
                         Some(k) => vec![k],
-                        None => idx.family_kanji_readings.get(family).cloned().unwrap_or_default(),
+                        None => learned(&idx.family_kanji_readings, family),
                     };
                     let given_readings: Vec<String> = match reading_key(given) {
                         Some(k) => vec![k],
-                        None => idx.given_kanji_readings.get(given).cloned().unwrap_or_default(),
+                        None => learned(&idx.given_kanji_readings, given),
                     };
                     for fr in family_readings.iter().take(4) {
                         for gr in given_readings.iter().take(4) {
@@ -558,17 +588,17 @@ impl NameQuery {
     fn blocks<'a>(&self, idx: &'a Index) -> Vec<&'a [u32]> {
         let mut out = Vec::new();
         for r in &self.full_readings {
-            if let Some(v) = idx.by_full_reading.get(r) {
+            if let Some(v) = idx.id(r).and_then(|id| idx.by_full_reading.get(&id)) {
                 out.push(v.as_slice());
             }
         }
         for (f, _) in &self.split_readings {
-            if let Some(v) = idx.by_family_reading.get(f) {
+            if let Some(v) = idx.id(f).and_then(|id| idx.by_family_reading.get(&id)) {
                 out.push(v.as_slice());
             }
         }
         for (f, _) in &self.split_kanji {
-            if let Some(v) = idx.by_family_kanji.get(f) {
+            if let Some(v) = idx.id(f).and_then(|id| idx.by_family_kanji.get(&id)) {
                 out.push(v.as_slice());
             }
         }
@@ -577,10 +607,14 @@ impl NameQuery {
 
     /// Name evidence for one person: the best of the ways the name could be read.
     /// Returns the evidence, the fields that agreed, and whether the whole name agreed exactly.
-    fn score(&self, p: &Person) -> (f64, Vec<Field>, bool) {
+    fn score(&self, p: &Person, idx: &Index) -> (f64, Vec<Field>, bool) {
         let family_w = f64::from(p.family_weight);
         let given_w = f64::from(p.given_weight);
-        let full = &p.full_reading;
+        let full = idx.s(p.row.full_reading);
+        let family_reading = idx.s(p.row.family_reading);
+        let given_reading = idx.s(p.row.given_reading);
+        let family_kanji = idx.s(p.row.family_kanji);
+        let given_kanji = idx.s(p.row.given_kanji);
         let mut best: (f64, Vec<Field>, bool) = (-8.0, Vec::new(), false);
         let mut consider = |s: f64, f: Vec<Field>, exact: bool| {
             if s > best.0 {
@@ -588,18 +622,18 @@ impl NameQuery {
             }
         };
         for (f, g) in &self.split_readings {
-            let fam = if *f == p.family_reading {
+            let fam = if f == family_reading {
                 Some(family_w)
-            } else if near(f, &p.family_reading) {
+            } else if near(f, family_reading) {
                 Some(family_w - 4.0)
             } else {
                 None
             };
             let giv = if g.is_empty() {
                 Some(0.0)
-            } else if *g == p.given_reading {
+            } else if g == given_reading {
                 Some(given_w)
-            } else if near(g, &p.given_reading) {
+            } else if near(g, given_reading) {
                 Some(given_w - 4.0)
             } else {
                 None
@@ -608,7 +642,7 @@ impl NameQuery {
                 (Some(a), Some(b)) if !g.is_empty() => consider(
                     a + b,
                     vec![Field::FamilyName, Field::GivenName],
-                    *f == p.family_reading && *g == p.given_reading,
+                    f == family_reading && g == given_reading,
                 ),
                 (Some(a), Some(_)) => consider(a, vec![Field::FamilyName], false),
                 (Some(a), None) => consider(a - 5.0, vec![Field::FamilyName], false),
@@ -625,14 +659,14 @@ impl NameQuery {
         }
         // Kanji as typed: the register spelling (after folding variants) is strong evidence.
         if let Some(k) = &self.full_kanji {
-            let pk = format!("{}{}", p.family_kanji, p.given_kanji);
+            let pk = format!("{family_kanji}{given_kanji}");
             if *k == pk {
                 consider(family_w + given_w + 2.0, vec![Field::Name], true);
             } else {
                 // Same surname in kanji, given name read alike (陽子 for 洋子): the readings above
                 // already scored it; a kanji surname alone is family evidence only.
                 for (f, g) in &self.split_kanji {
-                    if *f == p.family_kanji && g.is_empty() {
+                    if f == family_kanji && g.is_empty() {
                         consider(family_w, vec![Field::FamilyName], false);
                     }
                 }

@@ -4,3 +4,4 @@
 pub mod dates;
 pub mod matcher;
 pub mod normalize;
+pub mod section;
