@@ -191,7 +191,9 @@ fn main() {
         let hit = |i: usize| {
             outcome.candidates.get(i).is_some_and(|c| {
                 let r = index.shown(c.record);
-                q.expected.as_ref().is_some_and(|e| e.insured_number == r.insured_number && e.insurer_number == r.insurer_number)
+                q.expected
+                    .as_ref()
+                    .is_some_and(|e| e.insured_number == r.insured_number && e.insurer_number == r.insurer_number)
             })
         };
         if hit(0) {

@@ -18,8 +18,8 @@ use crate::authz::{Role, jst};
 use crate::http::{AppState, Authorized};
 use crate::limits::{SEARCH_RATE_PER_OPERATOR_MAX, SEARCH_RATE_WINDOW_SECONDS};
 use crate::model::wareki::to_wareki;
-use crate::region;
 use crate::model::{MunicipalityCode, PersonId};
+use crate::region;
 use crate::search::matcher::{Candidate, Grade, Index, Query, Verdict};
 use crate::staff::token_hash;
 

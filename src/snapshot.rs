@@ -336,7 +336,10 @@ fn read_body(
     let mut hasher = Sha256::new();
     let mut read_total: u64 = 0;
     let mut frame = Vec::new();
-    let total = manifest.chunk_count.checked_add(manifest.search_chunk_count).ok_or_else(|| altered("チャンク数がありえない値です"))?;
+    let total = manifest
+        .chunk_count
+        .checked_add(manifest.search_chunk_count)
+        .ok_or_else(|| altered("チャンク数がありえない値です"))?;
     for index in 0..total {
         let mut len = [0u8; 4];
         if read_full(r, &mut len)? < 4 {
@@ -471,15 +474,18 @@ pub fn open(
 
 /// Verifies a snapshot and decrypts only its search section: what a node needs to activate,
 /// without decoding every record.
-pub fn open_search(input: impl Read, key: &CentralPublicKey, data_key: &DataKey) -> Result<SearchSection, SnapshotError> {
+pub fn open_search(
+    input: impl Read,
+    key: &CentralPublicKey,
+    data_key: &DataKey,
+) -> Result<SearchSection, SnapshotError> {
     let mut compressed = Zeroizing::new(Vec::new());
     let manifest = open_part(input, key, data_key, Part::Search, |piece| {
         compressed.extend_from_slice(&piece);
         Ok(())
     })?;
-    let plain = Zeroizing::new(
-        zstd::stream::decode_all(&compressed[..]).map_err(|_| altered("検索部を展開できません"))?,
-    );
+    let plain =
+        Zeroizing::new(zstd::stream::decode_all(&compressed[..]).map_err(|_| altered("検索部を展開できません"))?);
     let section: SearchSection =
         postcard::from_bytes(&plain).map_err(|e| altered(format!("検索部が読めません: {e}")))?;
     if section.rows.len() as u64 != manifest.record_count {

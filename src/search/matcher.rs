@@ -418,9 +418,7 @@ impl Index {
         if let Some(place) = place {
             let town = (p.row.town != u32::MAX).then(|| self.s(p.row.town));
             let places = self.municipality_places.get(&p.row.municipality).into_iter().flatten().map(String::as_str);
-            let hit = places
-                .chain(town)
-                .any(|x| !x.is_empty() && (x.contains(place) || place.contains(x)));
+            let hit = places.chain(town).any(|x| !x.is_empty() && (x.contains(place) || place.contains(x)));
             if hit {
                 score += 3.0;
                 agreed.push(Field::Place);
