@@ -872,15 +872,59 @@ fn demo(args: DemoArgs, clock: SharedClock) -> Result<()> {
         demo_setup(&root, &node_dir, &args, &clock)?;
     }
     let persons = args.persons;
+    let token = fs::read_to_string(root.join(DEMO_TOKEN_FILE)).unwrap_or_default().trim().to_owned();
+    let ca = node_dir.tls().join("ca.pem");
+    let example = demo_example_query(&root).unwrap_or_default();
     serve(
         &node_dir,
         args.listen,
         clock,
-        Some(&move |_url: &str, _fp: &str| {
+        Some(&move |url: &str, _fp: &str| {
             println!("デモ: 合成地域 {persons} 人のスナップショットと、7日間の訓練用の災害認可を取り込み済みです。");
-            println!("ログイン: まだありません（この版は状態ページのみ。職員の登録と検索は今後の版で追加されます）");
+            println!("デモの職員（支援者、事業所 {DEMO_FACILITY}）の API トークン: {token}");
+            println!("検索の例（合成データの一人を、ひらがなと和暦で）:");
+            println!(
+                "  curl --cacert {} -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' -d '{example}' {url}api/v1/search",
+                ca.display()
+            );
+            println!("ブラウザーのログイン画面は今後の版で追加されます。");
         }),
     )
+}
+
+const DEMO_TOKEN_FILE: &str = "demo-staff.token";
+const DEMO_FACILITY: &str = "1772090005";
+
+/// A search for one person of the synthetic region, as a neighbour would tell it.
+fn demo_example_query(root: &Path) -> Option<String> {
+    let mut reader = csv::Reader::from_path(root.join("persons.csv")).ok()?;
+    let headers = reader.headers().ok()?.clone();
+    let row = reader.records().nth(3)?.ok()?;
+    let get = |name: &str| headers.iter().position(|h| h == name).and_then(|i| row.get(i)).unwrap_or("");
+    let kana =
+        crate::model::kana::katakana_to_hiragana(&format!("{} {}", get("family_name_kana"), get("given_name_kana")));
+    let birth = NaiveDate::parse_from_str(get("birth_date"), "%Y-%m-%d").ok()?;
+    let wareki = crate::model::wareki::to_wareki(birth)?.kanji();
+    let sex = if get("sex") == "1" { "男" } else { "女" };
+    Some(serde_json::json!({ "name": kana, "birth_date": wareki, "sex": sex }).to_string())
+}
+
+/// Enrols the demo's support worker and keeps the token in the demo directory (a drill: the
+/// token opens only synthetic data).
+fn demo_staff(root: &Path, node: &mut Node, clock: &SharedClock) -> Result<()> {
+    let secret = Arc::new(node.secret_key(None)?);
+    let authorization = node.active_authorization(clock.as_ref())?;
+    let now = node.now(clock.as_ref())?;
+    let enrolled =
+        crate::staff::add(&node.store, authorization.as_ref(), "デモ 支援者", DEMO_FACILITY, Role::Support, now)?;
+    let entry = NewEntry {
+        facility: Some(DEMO_FACILITY.to_owned()),
+        role: Some(Role::Support),
+        ..NewEntry::new(COORDINATOR, Action::Enrol, Outcome::Ok, enrolled.id.clone())
+    };
+    node.audit(secret, clock.clone(), &[entry])?;
+    crate::keys::write_secret_file(&root.join(DEMO_TOKEN_FILE), enrolled.token.as_bytes())?;
+    Ok(())
 }
 
 fn demo_setup(root: &Path, node_dir: &NodeDir, args: &DemoArgs, clock: &SharedClock) -> Result<()> {
@@ -920,7 +964,8 @@ fn demo_setup(root: &Path, node_dir: &NodeDir, args: &DemoArgs, clock: &SharedCl
     let mut node = Node::open(node_dir)?;
     let secret = Arc::new(node.secret_key(None)?);
     import_snapshot(&mut node, &snap, secret, clock, false)?;
-    demo_authorize(root, &mut node, args, clock)
+    demo_authorize(root, &mut node, args, clock)?;
+    demo_staff(root, &mut node, clock)
 }
 
 const DEMO_NODE: &str = "demo-node";

@@ -65,6 +65,27 @@ async fn demo_serves_the_status_page_over_https_and_stops_on_sigterm() {
     let plain = reqwest::Client::new().get(url.replace("https://", "http://")).send().await;
     assert!(plain.is_err() || plain.unwrap().status() != 200);
 
+    // The demo's support worker can search over the API with the printed token.
+    let token = std::fs::read_to_string(dir.join("demo-staff.token")).unwrap();
+    let rows = csv_rows(&dir.join("persons.csv"));
+    let r = &rows[3];
+    let query = serde_json::json!({
+        "name": format!("{} {}", r["family_name_kana"], r["given_name_kana"]),
+        "birth_date": r["birth_date"],
+        "sex": if r["sex"] == "1" { "男" } else { "女" },
+    });
+    let found: serde_json::Value = http
+        .post(format!("{url}api/v1/search"))
+        .bearer_auth(token.trim())
+        .json(&query)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(found["candidates"][0]["name"], format!("{} {}", r["family_name"], r["given_name"]), "{found}");
+
     // Under the drill authorization the search entry is open (it asks staff to sign in)...
     let search = http.get(format!("{url}search")).send().await.unwrap();
     assert_eq!(search.status(), 200);
