@@ -144,30 +144,12 @@ fn main() {
     );
 
     let today = synth::default_as_of();
-    let queries_as_matcher: Vec<Query> = queries
-        .iter()
-        .map(|q| Query {
-            name: q.name.clone(),
-            birth_date: q.birth_date.clone(),
-            sex: q.sex.clone(),
-            insurer_or_address: q.insurer_or_address.clone(),
-            insurer_number: q.insurer_number.clone(),
-            insured_number: q.insured_number.clone(),
-        })
-        .collect();
+    let queries_as_matcher: Vec<Query> = queries.iter().map(|q| q.as_search()).collect();
     let mut classes: BTreeMap<&'static str, Tally> = BTreeMap::new();
     let mut latencies: Vec<Duration> = Vec::with_capacity(queries.len());
-    for q in &queries {
-        let query = Query {
-            name: q.name.clone(),
-            birth_date: q.birth_date.clone(),
-            sex: q.sex.clone(),
-            insurer_or_address: q.insurer_or_address.clone(),
-            insurer_number: q.insurer_number.clone(),
-            insured_number: q.insured_number.clone(),
-        };
+    for (q, query) in queries.iter().zip(&queries_as_matcher) {
         let t0 = Instant::now();
-        let outcome = index.search(&query, today);
+        let outcome = index.search(query, today);
         latencies.push(t0.elapsed());
         let class = if q.expected.is_none() {
             "absent"
@@ -373,14 +355,7 @@ fn baselines(
         };
         let readings = q.birth_date.as_deref().and_then(|b| parse_birth_date(b, today).ok()).unwrap_or_default();
         let t0 = Instant::now();
-        let query = Query {
-            name: q.name.clone(),
-            birth_date: q.birth_date.clone(),
-            sex: q.sex.clone(),
-            insurer_or_address: q.insurer_or_address.clone(),
-            ..Query::default()
-        };
-        let ours = index.search(&query, today).map(|o| o.candidates).unwrap_or_default();
+        let ours = index.search(&q.as_search(), today).map(|o| o.candidates).unwrap_or_default();
         ours_lat.push(t0.elapsed());
         if ours.iter().any(|c| right(c.record)) {
             ours_hits += 1;

@@ -48,6 +48,20 @@ pub struct Query {
     pub noise: Vec<&'static str>,
 }
 
+impl Query {
+    /// The search as the matcher and the API take it.
+    pub fn as_search(&self) -> crate::search::matcher::Query {
+        crate::search::matcher::Query {
+            name: self.name.clone(),
+            birth_date: self.birth_date.clone(),
+            sex: self.sex.clone(),
+            insurer_or_address: self.insurer_or_address.clone(),
+            insurer_number: self.insurer_number.clone(),
+            insured_number: self.insured_number.clone(),
+        }
+    }
+}
+
 /// Share of queries about people absent from the region.
 const ABSENT_SHARE: f64 = 0.15;
 /// Share of name queries that give only the surname's reading, the birth date and the sex.
