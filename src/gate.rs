@@ -158,7 +158,7 @@ impl Node {
             }
         }
         // The node's own clock while it runs is trusted time from here on.
-        self.store.raise_high_water(now).map_err(|e| broken(e.into()))?;
+        self.note_running_time(clock).map_err(broken)?;
         let Some(row) = self.store.active_authorization().map_err(|e| broken(e.into()))? else {
             return Err(match self.store.latest_authorization().map_err(|e| broken(e.into()))? {
                 Some(last) => Denied::Closed {

@@ -52,6 +52,11 @@ pub const SEARCH_CANDIDATES_MAX: usize = 5;
 pub const SEARCH_RATE_PER_OPERATOR_MAX: usize = 30;
 pub const SEARCH_RATE_WINDOW_SECONDS: u64 = 60;
 
+/// Granularity of the trusted-time mark while running: the node's own time is written at most
+/// this often, so a clock set back by less than this goes unnoticed (a window can stretch by at
+/// most this much).
+pub const TRUSTED_TIME_STEP_SECONDS: i64 = 10;
+
 /// Milliseconds between two progress lines on long work.
 pub const PROGRESS_INTERVAL_MILLIS: u64 = 1000;
 

@@ -225,10 +225,13 @@ impl Node {
     }
 
     /// Notes the node's own running time as trusted, unless the clock is behind the mark (then
-    /// the mark stays and the node refuses to serve until the clock is right).
+    /// the mark stays and the node refuses to serve until the clock is right). Written at most
+    /// every `TRUSTED_TIME_STEP_SECONDS`, so that a busy node does not flush the disk for it on
+    /// every request.
     pub fn note_running_time(&self, clock: &dyn Clock) -> Result<(), NodeError> {
         let now = self.now(clock)?;
-        if self.high_water()?.is_none_or(|hw| now >= hw) {
+        let step = Duration::seconds(crate::limits::TRUSTED_TIME_STEP_SECONDS);
+        if self.high_water()?.is_none_or(|hw| now >= hw + step) {
             self.store.raise_high_water(now)?;
         }
         Ok(())
