@@ -116,20 +116,6 @@ impl Section {
     pub fn parse(s: &str) -> Option<Section> {
         Section::ALL.into_iter().find(|x| x.name() == s)
     }
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Section::Card => "被保険者証",
-            Section::Contact => "連絡先",
-            Section::Certification => "要介護認定",
-            Section::Burden => "負担割合・負担限度額",
-            Section::CareManager => "ケアマネジャー",
-            Section::MedicalOpinion => "主治医意見書",
-            Section::CarePlan => "ケアプラン",
-            Section::Adl => "ADL",
-            Section::Equipment => "福祉用具・住宅改修",
-        }
-    }
 }
 
 /// The sections each role may see unless an authorization says otherwise: shelter support staff
@@ -191,10 +177,6 @@ impl Authorization {
 
     pub fn grant_for(&self, node_id: &str) -> Option<&NodeGrant> {
         self.nodes.iter().find(|g| g.node_id == node_id)
-    }
-
-    pub fn sections_for(&self, role: Role) -> &[Section] {
-        self.sections.iter().find(|(r, _)| *r == role).map_or(&[], |(_, s)| s.as_slice())
     }
 
     /// Whether a facility (事業所番号) is allowed by the rules.

@@ -251,9 +251,4 @@ impl Gate {
     pub fn close(&self) {
         *self.open.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
-
-    /// Whether data is open in memory now.
-    pub fn is_open(&self) -> bool {
-        self.open.lock().unwrap_or_else(|e| e.into_inner()).is_some()
-    }
 }

@@ -323,8 +323,4 @@ impl Generator {
             plan: care::plan(rng, degree, care_level),
         }
     }
-
-    pub fn params(&self) -> &Params {
-        &self.params
-    }
 }
