@@ -53,7 +53,7 @@ fn activate_child(dir: &std::path::Path) {
     let data_key = DataKey::load(&dir.join("data.key")).expect("data key");
     let started = Instant::now();
     let file = std::io::BufReader::new(std::fs::File::open(dir.join("region.kfsnap")).expect("snapshot"));
-    let section = snapshot::open_search(file, &key, &data_key).expect("open");
+    let (section, _) = snapshot::open_search(file, &key, &data_key).expect("open");
     let decrypt = started.elapsed().as_secs_f64();
     let index = Index::from_section(section);
     let total = started.elapsed().as_secs_f64();
@@ -131,7 +131,7 @@ fn main() {
     }
     let rss_before = rss_mb();
     let started = Instant::now();
-    let section = snapshot::open_search(&file[..], &central.public(), &data_key).expect("open");
+    let (section, _) = snapshot::open_search(&file[..], &central.public(), &data_key).expect("open");
     let decrypt_secs = started.elapsed().as_secs_f64();
     let started = Instant::now();
     let index = Index::from_section(section);

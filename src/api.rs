@@ -1,27 +1,27 @@
-//! The JSON API under `/api/v1` (docs/api.md): for receiving facilities' own systems and, later,
-//! the web app's pages. Every call names an enrolled operator by bearer token; every search and
-//! its outcome is audited before the answer leaves.
+//! The JSON API under `/api/v1` (docs/api.md), for receiving facilities' own systems: status,
+//! search, a person's record and their field events. Every call names an enrolled operator by
+//! bearer token; every step goes through `access`, audited before the answer leaves, exactly as
+//! the pages do.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::Json;
-use axum::extract::{FromRequestParts, State};
+use axum::extract::{FromRequestParts, Path, Query as UrlQuery, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use serde::Deserialize;
 
+use crate::access::{self, EventLine, Found, Operator, PersonView, Refused};
 use crate::audit::{Action, Audited, NewEntry, Outcome};
 use crate::authz::{Role, jst};
+use crate::disclose::{FieldEvent, Place, Purpose};
 use crate::http::{AppState, Authorized};
 use crate::limits::{SEARCH_RATE_PER_OPERATOR_MAX, SEARCH_RATE_WINDOW_SECONDS};
-use crate::model::wareki::to_wareki;
-use crate::model::{MunicipalityCode, PersonId};
-use crate::region;
-use crate::search::matcher::{Candidate, Grade, Index, Query, Verdict};
-use crate::staff::token_hash;
+use crate::search::matcher::Query;
+use crate::staff::{LoginError, still_allowed, token_hash};
 
 /// An error as the API returns it: a status and a Japanese message, as JSON.
 #[derive(Debug)]
@@ -42,13 +42,21 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// An enrolled operator, proved by a bearer token. Revoked operators are refused.
-pub struct Operator {
-    pub id: String,
-    pub facility: String,
-    pub role: Role,
+impl From<Refused> for ApiError {
+    fn from(r: Refused) -> Self {
+        let status = match r {
+            Refused::Forbidden(_) => StatusCode::FORBIDDEN,
+            Refused::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
+            Refused::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Refused::NotFound(_) => StatusCode::NOT_FOUND,
+            Refused::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        ApiError::new(status, r.to_string())
+    }
 }
 
+/// An enrolled operator, proved by a bearer token. Revoked operators, and those whose
+/// authorization has ended, are refused (and the refusal logged).
 impl FromRequestParts<AppState> for Operator {
     type Rejection = Response;
 
@@ -63,27 +71,49 @@ impl FromRequestParts<AppState> for Operator {
             Some(token) => {
                 let hash = token_hash(&token);
                 state
-                    .with_node(move |node, _| node.store.staff_by_token_hash(&hash))
+                    .with_node(move |node, s| {
+                        let staff = node.store.staff_by_token_hash(&hash)?;
+                        let access = node.check_access(s.clock.as_ref());
+                        let active = access.as_ref().ok().map(|row| row.id.clone());
+                        let closed = access.err().map(|denied| denied.to_string());
+                        Ok::<_, crate::store::StoreError>(staff.map(|st| {
+                            let allowed = still_allowed(&st, active.as_deref()).map_err(|why| (why, closed));
+                            (st, allowed)
+                        }))
+                    })
                     .await
                     .map_err(IntoResponse::into_response)?
                     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response())?
             }
             None => None,
         };
-        match found.filter(|s| s.revoked_at.is_none()) {
-            Some(s) => {
-                Ok(Operator { id: s.id, facility: s.facility, role: Role::parse(&s.role).unwrap_or(Role::Support) })
+        let (operator, status, message) = match found {
+            Some((s, Ok(()))) => {
+                return Ok(Operator {
+                    role: Role::parse(&s.role).unwrap_or(Role::Support),
+                    id: s.id,
+                    name: s.name,
+                    facility: s.facility,
+                });
             }
-            None => {
-                let entry = NewEntry::new("anonymous", Action::Denied, Outcome::Denied, "api: no valid token");
-                let status = match state.audit.record(entry).await {
-                    Ok(_) => StatusCode::UNAUTHORIZED,
-                    Err(_) => StatusCode::SERVICE_UNAVAILABLE,
-                };
-                Err(ApiError::new(status, "登録された職員のトークン（Authorization: Bearer …）が必要です")
-                    .into_response())
+            // The authorization this person was enrolled under is over: say so, as for any
+            // request while the data is closed.
+            Some((s, Err((LoginError::AuthorizationEnded, Some(closed))))) => {
+                (s.id, StatusCode::FORBIDDEN, format!("{closed}。{}", LoginError::AuthorizationEnded))
             }
-        }
+            Some((s, Err((why, _)))) => (s.id, StatusCode::UNAUTHORIZED, why.to_string()),
+            None => (
+                "anonymous".to_owned(),
+                StatusCode::UNAUTHORIZED,
+                "登録された職員のトークン（Authorization: Bearer …）が必要です".to_owned(),
+            ),
+        };
+        let entry = NewEntry::new(&operator, Action::Denied, Outcome::Denied, "api: token refused");
+        let status = match state.audit.record(entry).await {
+            Ok(_) => status,
+            Err(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        Err(ApiError::new(status, message).into_response())
     }
 }
 
@@ -110,128 +140,77 @@ impl RateLimiter {
     }
 }
 
-#[derive(Debug, Serialize)]
-pub struct CandidateView {
-    pub person_id: String,
-    pub name: String,
-    pub kana: String,
-    pub birth_date: String,
-    pub birth_date_wareki: String,
-    pub sex: &'static str,
-    pub municipality: String,
-    pub grade: Grade,
-    pub score: f64,
-    pub agreed: Vec<crate::search::matcher::Field>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct SearchResponse {
-    pub verdict: Verdict,
-    pub message: &'static str,
-    pub candidates: Vec<CandidateView>,
-}
-
-fn message(v: Verdict) -> &'static str {
-    match v {
-        Verdict::Likely => "この人である可能性が高いです。本人や家族に確かめてから開いてください。",
-        Verdict::Ambiguous => {
-            "同じくらい当てはまる人が複数います。ほかの情報（住所、家族の名前など）を聞いて絞ってください。"
-        }
-        Verdict::Possible => "確かな候補はありません。候補は参考です。情報を確かめて検索し直してください。",
-        Verdict::NotFound => {
-            "当てはまる人は見つかりませんでした。入力を確かめるか、この地域の方ではない可能性があります。"
-        }
-    }
-}
-
 /// `POST /api/v1/search`.
 pub async fn search(
     State(state): State<AppState>,
     operator: Operator,
     Authorized(open): Authorized,
     Json(query): Json<Query>,
-) -> Result<Audited<Json<SearchResponse>>, ApiError> {
-    let audit_entry = |action, outcome, detail: String| {
-        let mut e = NewEntry::new(&operator.id, action, outcome, detail);
-        e.facility = Some(operator.facility.clone());
-        e.role = Some(operator.role);
-        e
-    };
-    let record = |entry: NewEntry| async {
-        state
-            .audit
-            .record(entry)
-            .await
-            .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "監査ログに書けないため検索できません"))
-    };
-    if !open.authorization.allows_facility(&operator.facility) {
-        record(audit_entry(Action::Denied, Outcome::Denied, "api search: facility not in authorization".into()))
-            .await?;
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "この事業所は現在の災害認可の対象ではありません"));
-    }
-    if !state.rate.allow(&operator.id) {
-        record(audit_entry(Action::Denied, Outcome::Denied, "api search: rate limit".into())).await?;
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!(
-                "検索が多すぎます（{SEARCH_RATE_WINDOW_SECONDS}秒に{SEARCH_RATE_PER_OPERATOR_MAX}回まで）。少し待ってください"
-            ),
-        ));
-    }
-    let today = state.clock.now().date_naive();
-    let summary = serde_json::to_string(&serde_json::json!({
-        "name": query.name, "birth_date": query.birth_date, "sex": query.sex,
-        "place": query.insurer_or_address, "insurer": query.insurer_number, "insured": query.insured_number,
-    }))
-    .expect("a query serializes");
-    let query_hash = open.query_hash(&summary);
-    let searched = {
-        let open = open.clone();
-        tokio::task::spawn_blocking(move || open.index.search(&query, today))
-            .await
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-    };
-    let outcome = match searched {
-        Ok(o) => o,
-        Err(e) => {
-            let mut entry = audit_entry(Action::Search, Outcome::Failed, format!("api search refused: {e}"));
-            entry.query_hash = Some(query_hash);
-            record(entry).await?;
-            return Err(ApiError::new(StatusCode::BAD_REQUEST, e.to_string()));
-        }
-    };
-    let candidates: Vec<CandidateView> = outcome.candidates.iter().map(|c| view(&open.index, c)).collect();
-    let mut entry = audit_entry(
-        Action::Search,
-        Outcome::Ok,
-        format!("api search: {:?}, {} candidates", outcome.verdict, candidates.len()),
-    );
-    entry.subjects = candidates.iter().filter_map(|c| PersonId::parse(&c.person_id).ok()).collect();
-    entry.query_hash = Some(query_hash);
-    let receipt = record(entry).await?;
-    Ok(Audited::new(
-        receipt,
-        Json(SearchResponse { verdict: outcome.verdict, message: message(outcome.verdict), candidates }),
-    ))
+) -> Result<Audited<Json<Found>>, ApiError> {
+    let (found, receipt) = access::search(&state, &operator, &open, query, "api").await?;
+    Ok(Audited::new(receipt, Json(found)))
 }
 
-fn view(index: &Index, c: &Candidate) -> CandidateView {
-    let r = index.shown(c.record);
-    CandidateView {
-        person_id: r.person_id,
-        name: format!("{} {}", r.family_name, r.given_name),
-        kana: format!("{} {}", r.family_kana, r.given_kana),
-        birth_date: r.birth_date.to_string(),
-        birth_date_wareki: to_wareki(r.birth_date).map(|w| w.kanji()).unwrap_or_default(),
-        sex: r.sex.kanji(),
-        municipality: MunicipalityCode::parse(r.municipality)
-            .ok()
-            .and_then(region::lookup)
-            .map_or_else(|| r.municipality.to_owned(), |m| m.name.clone()),
-        grade: c.grade,
-        score: (c.score * 10.0).round() / 10.0,
-        agreed: c.agreed.clone(),
-    }
+#[derive(Debug, Deserialize)]
+pub struct PurposeParams {
+    #[serde(default)]
+    purpose: String,
+    #[serde(default)]
+    purpose_text: String,
+}
+
+/// `GET /api/v1/person/{id}?purpose=…`: the record as the operator's role may see it.
+pub async fn person(
+    State(state): State<AppState>,
+    operator: Operator,
+    Authorized(open): Authorized,
+    Path(id): Path<String>,
+    UrlQuery(p): UrlQuery<PurposeParams>,
+) -> Result<Audited<Json<PersonView>>, ApiError> {
+    let purpose = Purpose::parse(&p.purpose, &p.purpose_text)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let (view, receipt) = access::open_person(&state, &operator, &open, &id, &purpose, Action::View, "api").await?;
+    Ok(Audited::new(receipt, Json(view)))
+}
+
+/// `GET /api/v1/person/{id}/events?purpose=…`: whereabouts and handover notes, newest first.
+pub async fn events(
+    State(state): State<AppState>,
+    operator: Operator,
+    Authorized(open): Authorized,
+    Path(id): Path<String>,
+    UrlQuery(p): UrlQuery<PurposeParams>,
+) -> Result<Audited<Json<Vec<EventLine>>>, ApiError> {
+    let purpose = Purpose::parse(&p.purpose, &p.purpose_text)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let (view, receipt) =
+        access::open_person(&state, &operator, &open, &id, &purpose, Action::View, "api events").await?;
+    Ok(Audited::new(receipt, Json(view.events)))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct NewEvent {
+    place: String,
+    #[serde(default)]
+    place_name: String,
+    #[serde(default)]
+    note: String,
+}
+
+/// `POST /api/v1/person/{id}/events`: records where the person is now.
+pub async fn add_event(
+    State(state): State<AppState>,
+    operator: Operator,
+    Authorized(open): Authorized,
+    Path(id): Path<String>,
+    Json(e): Json<NewEvent>,
+) -> Result<Audited<(StatusCode, Json<serde_json::Value>)>, ApiError> {
+    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, m);
+    let place = Place::parse(&e.place)
+        .ok_or_else(|| bad("place は shelter, facility, hospital, home, other のどれかです".into()))?;
+    let event = FieldEvent::checked(place, &e.place_name, &e.note).map_err(|e| bad(e.to_string()))?;
+    let (seq, receipt) = access::record_event(&state, &operator, &open, &id, event, "api").await?;
+    Ok(Audited::new(receipt, (StatusCode::CREATED, Json(serde_json::json!({ "seq": seq })))))
 }
 
 /// `GET /api/v1/status`: what the status page shows, as JSON, for anyone (no personal data).
@@ -240,9 +219,16 @@ pub async fn status(State(state): State<AppState>) -> Result<Json<serde_json::Va
         .with_node(|node, s| {
             let now = node.now(s.clock.as_ref()).ok();
             let active = node.check_access(s.clock.as_ref());
+            let snapshot = node.current_manifest().ok().flatten().map(|(_, m)| {
+                serde_json::json!({ "version": m.snapshot_version, "created_at": jst(m.created_at), "synthetic": m.synthetic, "record_count": m.record_count })
+            });
             serde_json::json!({
                 "node_id": node.info.node_id,
                 "now": now.map(jst),
+                "url": s.url,
+                "fingerprint": s.fingerprint,
+                "snapshot": snapshot,
+                "link": "none",
                 "authorization": match active {
                     Ok(row) => serde_json::json!({ "active": true, "disaster": row.disaster, "not_after": jst(row.not_after), "drill": row.drill }),
                     Err(denied) => serde_json::json!({ "active": false, "reason": denied.to_string() }),

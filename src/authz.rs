@@ -180,6 +180,11 @@ impl Authorization {
     }
 
     /// Whether a facility (事業所番号) is allowed by the rules.
+    /// The sections `role` may see under this authorization (none if it names the role not).
+    pub fn sections_for(&self, role: Role) -> &[Section] {
+        self.sections.iter().find(|(r, _)| *r == role).map_or(&[], |(_, s)| s.as_slice())
+    }
+
     pub fn allows_facility(&self, office: &str) -> bool {
         self.facilities.iter().any(|rule| match rule.strip_suffix('*') {
             Some(prefix) => office.starts_with(prefix),

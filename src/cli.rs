@@ -164,7 +164,7 @@ pub struct DemoArgs {
     #[arg(long, default_value = "127.0.0.1:8443")]
     pub listen: SocketAddr,
     /// 合成する人数
-    #[arg(long, default_value_t = 5000)]
+    #[arg(long, default_value_t = 50_000)]
     pub persons: u64,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -314,6 +314,10 @@ pub enum NodeCommand {
         /// ノード鍵をパスフレーズで封印する（起動のたびに入力が要る。環境変数 KAIGO_FIELD_PASSPHRASE でも可）
         #[arg(long)]
         seal: bool,
+        /// 最初のコーディネーターの氏名（パスフレーズは端末で尋ねる。環境変数
+        /// KAIGO_FIELD_COORDINATOR_PASSPHRASE でも可。端末がなく指定もなければ生成して1回だけ表示）
+        #[arg(long, default_value = "コーディネーター")]
+        coordinator: String,
     },
 }
 
@@ -369,9 +373,13 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Central(CentralCommand::Authorize(args)) => authorize_command(&args, &clock).map(|_| ()),
-        Command::Node(NodeCommand::Init { dir, bundle, seal }) => {
+        Command::Node(NodeCommand::Init { dir, bundle, seal, coordinator }) => {
             let passphrase = if seal { Some(new_passphrase()?) } else { None };
             let info = node::init(&NodeDir::new(&dir), &bundle, passphrase.as_deref().map(|p| p.as_str()))?;
+            let (chosen, generated) = coordinator_passphrase()?;
+            let mut node = Node::open(&NodeDir::new(&dir))?;
+            let id =
+                first_coordinator(&mut node, &coordinator, &chosen, passphrase.as_deref().map(|p| p.as_str()), &clock)?;
             println!("ノードを作りました: {}", dir.display());
             println!(
                 "ノードID: {}  担当地域: {}  中央の鍵ID: {}{}",
@@ -380,6 +388,10 @@ pub fn run(cli: Cli) -> Result<()> {
                 info.central_key.key_id(),
                 if seal { "  ノード鍵: パスフレーズで封印" } else { "" }
             );
+            println!("最初のコーディネーター: 職員ID {id}（{}）", coordinator.trim());
+            if generated {
+                println!("パスフレーズ（この1回だけ表示します。控えてください）: {}", chosen.as_str());
+            }
             Ok(())
         }
         Command::Authz(AuthzCommand::Import { dir, file, text }) => {
@@ -730,6 +742,45 @@ fn new_passphrase() -> Result<zeroize::Zeroizing<String>> {
     Ok(first)
 }
 
+/// The first coordinator's passphrase: from KAIGO_FIELD_COORDINATOR_PASSPHRASE, asked on the
+/// terminal (empty: generate one), or generated when there is no terminal. True if generated.
+fn coordinator_passphrase() -> Result<(zeroize::Zeroizing<String>, bool)> {
+    use std::io::IsTerminal;
+    if let Ok(p) = std::env::var("KAIGO_FIELD_COORDINATOR_PASSPHRASE") {
+        return Ok((zeroize::Zeroizing::new(p), false));
+    }
+    if std::io::stdin().is_terminal() {
+        let first = zeroize::Zeroizing::new(rpassword::prompt_password(
+            "最初のコーディネーターのパスフレーズ（8文字以上。空なら生成します）: ",
+        )?);
+        if !first.is_empty() {
+            let second = zeroize::Zeroizing::new(rpassword::prompt_password("もう一度: ")?);
+            if first != second {
+                bail!("パスフレーズが一致しません");
+            }
+            return Ok((first, false));
+        }
+    }
+    Ok((crate::staff::generated_passphrase(), true))
+}
+
+/// Makes the node's first coordinator (who works without an authorization) and audits it.
+fn first_coordinator(
+    node: &mut Node,
+    name: &str,
+    passphrase: &str,
+    key_passphrase: Option<&str>,
+    clock: &SharedClock,
+) -> Result<String> {
+    let secret = Arc::new(node.secret_key(key_passphrase)?);
+    let now = node.now(clock.as_ref())?;
+    let (id, _token) = crate::staff::add_first_coordinator(&node.store, name, passphrase, now)?;
+    let entry =
+        NewEntry { role: Some(Role::Coordinator), ..NewEntry::new("node", Action::Enrol, Outcome::Ok, id.clone()) };
+    node.audit(secret, clock.clone(), &[entry])?;
+    Ok(id)
+}
+
 /// "support=card,contact;receiving=card" into role sections.
 fn parse_sections(s: &str) -> Result<Vec<(Role, Vec<Section>)>> {
     let mut out = Vec::new();
@@ -808,6 +859,7 @@ fn serve(dir: &NodeDir, listen: SocketAddr, clock: SharedClock, banner: Option<&
         ChainWriter::new(&node.info.node_id, secret.clone(), clock.clone()),
         CommitMode::Group,
     ));
+    let drill = node.current_manifest()?.is_some_and(|(_, m)| m.synthetic);
     let identity = tls::ensure_server_identity(&dir.tls(), &node.info.node_id)?;
     let fingerprint = identity.fingerprint.clone();
     let config = tls::server_config(identity)?;
@@ -834,6 +886,8 @@ fn serve(dir: &NodeDir, listen: SocketAddr, clock: SharedClock, banner: Option<&
             audit: audit.clone(),
             clock,
             fingerprint,
+            url: url.clone(),
+            drill: Arc::new(std::sync::atomic::AtomicBool::new(drill)),
             rate: Arc::new(crate::api::RateLimiter::default()),
         };
         let shutdown = CancellationToken::new();
@@ -872,6 +926,7 @@ fn demo(args: DemoArgs, clock: SharedClock) -> Result<()> {
         demo_setup(&root, &node_dir, &args, &clock)?;
     }
     let persons = args.persons;
+    let logins = fs::read_to_string(root.join(DEMO_LOGINS_FILE)).unwrap_or_default();
     let token = fs::read_to_string(root.join(DEMO_TOKEN_FILE)).unwrap_or_default().trim().to_owned();
     let ca = node_dir.tls().join("ca.pem");
     let example = demo_example_query(&root).unwrap_or_default();
@@ -880,20 +935,23 @@ fn demo(args: DemoArgs, clock: SharedClock) -> Result<()> {
         args.listen,
         clock,
         Some(&move |url: &str, _fp: &str| {
-            println!("デモ: 合成地域 {persons} 人のスナップショットと、7日間の訓練用の災害認可を取り込み済みです。");
-            println!("デモの職員（支援者、事業所 {DEMO_FACILITY}）の API トークン: {token}");
-            println!("検索の例（合成データの一人を、ひらがなと和暦で）:");
+            println!("デモ: 合成地域 {persons} 人のスナップショットと、72時間の訓練用の災害認可を取り込み済みです。");
+            println!("ブラウザーで {url}login を開き、次のどれかでログインしてください（職員ID / パスフレーズ・PIN）:");
+            for line in logins.lines() {
+                println!("  {line}");
+            }
+            println!("API（支援者のトークン）での検索の例:");
             println!(
                 "  curl --cacert {} -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' -d '{example}' {url}api/v1/search",
                 ca.display()
             );
-            println!("ブラウザーのログイン画面は今後の版で追加されます。");
         }),
     )
 }
 
 const DEMO_TOKEN_FILE: &str = "demo-staff.token";
 const DEMO_FACILITY: &str = "1772090005";
+const DEMO_RECEIVING_FACILITY: &str = "1772090013";
 
 /// A search for one person of the synthetic region, as a neighbour would tell it.
 fn demo_example_query(root: &Path) -> Option<String> {
@@ -909,21 +967,40 @@ fn demo_example_query(root: &Path) -> Option<String> {
     Some(serde_json::json!({ "name": kana, "birth_date": wareki, "sex": sex }).to_string())
 }
 
-/// Enrols the demo's support worker and keeps the token in the demo directory (a drill: the
-/// token opens only synthetic data).
+const DEMO_LOGINS_FILE: &str = "demo-logins.txt";
+
+/// The demo's people, one per role, with secrets already set so anyone can try each role. The
+/// logins are kept (mode 0600) in the demo directory: a drill, opening only synthetic data.
 fn demo_staff(root: &Path, node: &mut Node, clock: &SharedClock) -> Result<()> {
     let secret = Arc::new(node.secret_key(None)?);
-    let authorization = node.active_authorization(clock.as_ref())?;
     let now = node.now(clock.as_ref())?;
-    let enrolled =
-        crate::staff::add(&node.store, authorization.as_ref(), "デモ 支援者", DEMO_FACILITY, Role::Support, now)?;
-    let entry = NewEntry {
-        facility: Some(DEMO_FACILITY.to_owned()),
-        role: Some(Role::Support),
-        ..NewEntry::new(COORDINATOR, Action::Enrol, Outcome::Ok, enrolled.id.clone())
-    };
-    node.audit(secret, clock.clone(), &[entry])?;
-    crate::keys::write_secret_file(&root.join(DEMO_TOKEN_FILE), enrolled.token.as_bytes())?;
+    let passphrase = crate::staff::generated_passphrase();
+    let (coordinator, _) = crate::staff::add_first_coordinator(&node.store, "デモ 調整役", &passphrase, now)?;
+    let mut lines =
+        vec![format!("{} {}（{}）: {}", coordinator, "デモ 調整役", Role::Coordinator.label(), passphrase.as_str())];
+    let mut entries = vec![NewEntry {
+        role: Some(Role::Coordinator),
+        ..NewEntry::new("node", Action::Enrol, Outcome::Ok, coordinator.clone())
+    }];
+    let authorization = node.active_authorization(clock.as_ref())?;
+    for (name, facility, role) in
+        [("デモ 支援者", DEMO_FACILITY, Role::Support), ("デモ 受入施設", DEMO_RECEIVING_FACILITY, Role::Receiving)]
+    {
+        let enrolled = crate::staff::add(&node.store, authorization.as_ref(), name, facility, role, now)?;
+        let pin = crate::staff::generated_passphrase();
+        node.store.set_staff_secret(&enrolled.id, &crate::staff::new_secret_hash(&pin)?)?;
+        lines.push(format!("{} {name}（{}、事業所 {facility}）: {}", enrolled.id, role.label(), pin.as_str()));
+        entries.push(NewEntry {
+            facility: Some(facility.to_owned()),
+            role: Some(role),
+            ..NewEntry::new(COORDINATOR, Action::Enrol, Outcome::Ok, enrolled.id.clone())
+        });
+        if role == Role::Support {
+            crate::keys::write_secret_file(&root.join(DEMO_TOKEN_FILE), enrolled.token.as_bytes())?;
+        }
+    }
+    node.audit(secret, clock.clone(), &entries)?;
+    crate::keys::write_secret_file(&root.join(DEMO_LOGINS_FILE), lines.join("\n").as_bytes())?;
     Ok(())
 }
 
@@ -973,7 +1050,7 @@ const DEMO_NODE: &str = "demo-node";
 /// Who runs commands on the node, in the audit log.
 const COORDINATOR: &str = "coordinator";
 
-/// A 7-day drill authorization for the demo node, issued and imported.
+/// A 72-hour drill authorization for the demo node, issued and imported.
 fn demo_authorize(root: &Path, node: &mut Node, args: &DemoArgs, clock: &SharedClock) -> Result<()> {
     let code = authorize_command(
         &AuthorizeArgs {
@@ -983,7 +1060,7 @@ fn demo_authorize(root: &Path, node: &mut Node, args: &DemoArgs, clock: &SharedC
             nodes: DEMO_NODE.into(),
             facilities: None,
             not_before: None,
-            not_after: None,
+            not_after: Some(clock.now() + chrono::Duration::hours(72)),
             days: None,
             drill: true,
             id: Some("demo-drill".into()),

@@ -5,17 +5,22 @@
 //! it re-checks the window and the trusted time on every call. Outside the window the data key
 //! and the records are dropped (the key zeroized) and every call is refused with the reason.
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 
 use crate::authz::{self, Authorization, Decision, SignedAuthorization, jst};
 use crate::clock::Clock;
+use crate::disclose::FieldEvent;
 use crate::keys::{DataKey, NodeSecretKey};
+use crate::model::PersonRecord;
 use crate::node::{Node, NodeError};
 use crate::search::matcher::Index;
-use crate::snapshot;
+use crate::snapshot::{self, RecordMap, SnapshotError};
 use crate::store::AuthorizationRow;
+use crate::store::FieldEventRow;
+use zeroize::Zeroizing;
 
 /// The opened region and the authorization that opened it. Dropped when the window closes.
 /// It holds the matcher's index (built from the snapshot's search section) and the data key;
@@ -25,13 +30,62 @@ pub struct OpenData {
     /// Wiped (on drop) with the index it opened; also keys the audit query hashes.
     data_key: DataKey,
     pub index: Index,
+    /// The snapshot file and where its record chunks are, to read one person's full record.
+    file: PathBuf,
+    records: RecordMap,
 }
 
 impl OpenData {
+    /// Seals a field event under the data key, bound to who wrote it about whom and when.
+    pub fn seal_event(
+        &self,
+        event: &FieldEvent,
+        person_id: &str,
+        staff_id: &str,
+        facility: &str,
+        at: DateTime<Utc>,
+    ) -> FieldEventRow {
+        let plain = Zeroizing::new(serde_json::to_vec(event).expect("a field event serializes"));
+        let aad = event_aad(person_id, staff_id, at);
+        FieldEventRow {
+            seq: 0,
+            person_id: person_id.to_owned(),
+            staff_id: staff_id.to_owned(),
+            facility: facility.to_owned(),
+            at,
+            data_key_id: self.data_key.key_id(),
+            sealed: self.data_key.seal(&aad, &plain),
+        }
+    }
+
+    /// Opens a stored field event; `None` if it was sealed under another authorization's key
+    /// (or altered).
+    pub fn open_event(&self, row: &FieldEventRow) -> Option<FieldEvent> {
+        let plain = self.data_key.open(&event_aad(&row.person_id, &row.staff_id, row.at), &row.sealed)?;
+        serde_json::from_slice(&plain).ok()
+    }
+
+    /// One person's full record, decrypted from the snapshot file now (one chunk is read).
+    /// Never kept: the caller shows it and drops it.
+    pub fn record(&self, person_id: &str) -> Result<Option<PersonRecord>, SnapshotError> {
+        let Some(position) = self.index.position_of(person_id) else { return Ok(None) };
+        let mut file = std::fs::File::open(&self.file)?;
+        let record = snapshot::read_record(&mut file, &self.records, &self.data_key, u64::from(position))?;
+        // The search section and the records were built together; a mismatch is an altered file.
+        if record.person_id.as_str() != person_id {
+            return Err(SnapshotError::Altered { what: "検索部と記録の順序が一致しません".into() });
+        }
+        Ok(Some(record))
+    }
+
     /// The keyed hash of a search, for the audit log (see `DataKey::audit_query_hash`).
     pub fn query_hash(&self, summary: &str) -> [u8; 32] {
         self.data_key.audit_query_hash(summary)
     }
+}
+
+fn event_aad(person_id: &str, staff_id: &str, at: DateTime<Utc>) -> Vec<u8> {
+    format!("kaigo-field/field-event/v1\0{person_id}\0{staff_id}\0{}", at.to_rfc3339()).into_bytes()
 }
 
 impl std::fmt::Debug for OpenData {
@@ -204,9 +258,10 @@ impl Node {
         let path = self.dir.snapshots().join(&held.file_name);
         let file =
             std::fs::File::open(&path).map_err(|cause| NodeError::Io { path: path.display().to_string(), cause })?;
-        let section = snapshot::open_search(std::io::BufReader::new(file), &self.info.central_key, &data_key)?;
+        let (section, records) =
+            snapshot::open_search(std::io::BufReader::new(file), &self.info.central_key, &data_key)?;
         let index = Index::from_section(section);
-        Ok(OpenData { authorization: signed.authorization, data_key, index })
+        Ok(OpenData { authorization: signed.authorization, data_key, index, file: path, records })
     }
 }
 

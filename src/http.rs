@@ -1,6 +1,7 @@
 //! The HTTP surface: the router, security headers, request logging and the one error type that
 //! turns failures into safe responses. The only module that uses axum.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -16,7 +17,7 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use tokio_util::sync::CancellationToken;
 
-use crate::audit::{Action, AuditLog, Audited, NewEntry, Outcome};
+use crate::audit::{Action, AuditLog, NewEntry, Outcome};
 use crate::authz::jst;
 use crate::clock::SharedClock;
 use crate::gate::{Denied, Gate, OpenData};
@@ -40,8 +41,23 @@ pub struct AppState {
     pub audit: Arc<AuditLog>,
     pub clock: SharedClock,
     pub fingerprint: String,
+    /// The node's URL as staff open it (`https://…/`).
+    pub url: String,
+    /// The node holds a synthetic snapshot (a drill or the demo): every page shows the banner.
+    pub drill: Arc<AtomicBool>,
     /// Searches per operator, to stop anyone walking the region.
     pub rate: Arc<crate::api::RateLimiter>,
+}
+
+tokio::task_local! {
+    /// Whether the page being answered must show the drill banner; set per request from
+    /// `AppState::drill`, read by error pages that have no state at hand.
+    static DRILL: bool;
+}
+
+/// Whether the current request's pages show the drill banner.
+pub fn drill_now() -> bool {
+    DRILL.try_with(|d| *d).unwrap_or(false)
 }
 
 impl AppState {
@@ -144,6 +160,7 @@ impl IntoResponse for AppError {
                 let page = views::error_page(
                     "内部エラー",
                     "処理中に問題が起きました。少し待ってからやり直してください。続くときはコーディネーターに連絡してください。",
+                    &chrome(),
                 );
                 (StatusCode::INTERNAL_SERVER_ERROR, Html(page.into_string())).into_response()
             }
@@ -152,6 +169,7 @@ impl IntoResponse for AppError {
                 let page = views::error_page(
                     "一時的に利用できません",
                     "アクセスの記録（監査ログ）を書けないため、情報を出せません。コーディネーターに連絡してください。ディスクの空きや故障を確かめる必要があります。",
+                    &chrome(),
                 );
                 (StatusCode::SERVICE_UNAVAILABLE, Html(page.into_string())).into_response()
             }
@@ -161,28 +179,57 @@ impl IntoResponse for AppError {
                     _ => StatusCode::FORBIDDEN,
                 };
                 tracing::info!(%denied, "data access refused");
-                let page = views::error_page("検索できません", &denied.to_string());
+                let page = views::error_page("検索できません", &denied.to_string(), &chrome());
                 (status, Html(page.into_string())).into_response()
             }
         }
     }
 }
 
+/// Error pages outside a handler's reach: the drill banner, nobody signed in.
+fn chrome() -> views::Chrome<'static> {
+    views::Chrome { drill: drill_now(), user: None }
+}
+
 pub fn router(state: AppState) -> Router {
+    use crate::{api, web};
+    use axum::routing::post;
     Router::new()
         .route("/", get(status))
-        .route("/search", get(search))
-        .route("/api/v1/search", axum::routing::post(crate::api::search))
-        .route("/api/v1/status", get(crate::api::status))
+        .route("/login", get(web::login_form).post(web::login))
+        .route("/logout", post(web::logout))
+        .route("/pin", get(web::pin_form).post(web::set_pin))
+        .route("/search", get(web::search_form).post(web::search))
+        .route("/person/{id}", get(web::person))
+        .route("/person/{id}/purpose", post(web::state_purpose))
+        .route("/person/{id}/events", post(web::add_event))
+        .route("/person/{id}/handover", get(web::handover))
+        .route("/manage", get(web::manage))
+        .route("/manage/staff", post(web::enrol))
+        .route("/manage/staff/{id}/revoke", post(web::revoke))
+        .route("/manage/authz/import", post(web::import_authorization))
+        .route("/manage/authz/close", post(web::close_authorization))
+        .route("/manage/clock", post(web::move_clock))
+        .route("/manage/audit", get(web::audit_log))
+        .route("/api/v1/status", get(api::status))
+        .route("/api/v1/search", post(api::search))
+        .route("/api/v1/person/{id}", get(api::person))
+        .route("/api/v1/person/{id}/events", get(api::events).post(api::add_event))
         .route("/static/style.css", get(stylesheet))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(REQUEST_BODY_BYTES_MAX))
+        .layer(middleware::from_fn_with_state(state.clone(), drill_banner))
         .layer(middleware::from_fn(security_headers))
         .layer(middleware::from_fn(request_span))
         .with_state(state)
 }
 
-async fn status(State(state): State<AppState>) -> Result<Html<String>, AppError> {
+async fn drill_banner(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    DRILL.scope(state.drill.load(Ordering::Relaxed), next.run(request)).await
+}
+
+async fn status(State(state): State<AppState>, signed: Option<crate::web::Signed>) -> Result<Html<String>, AppError> {
+    let bar = signed.as_ref().map(crate::web::Signed::bar);
     let view = state
         .with_node(|node, s| -> Result<StatusView, AppError> {
             let internal = |e: NodeError| AppError::Internal(e.to_string());
@@ -193,6 +240,7 @@ async fn status(State(state): State<AppState>) -> Result<Html<String>, AppError>
                     disaster: open.authorization.disaster.clone(),
                     from: jst(open.authorization.not_before()),
                     until: jst(open.authorization.not_after()),
+                    left: views::duration_words(open.authorization.not_after() - now),
                     municipalities: region::names(&open.authorization.municipalities),
                     drill: open.authorization.drill,
                     records_open: open.index.len(),
@@ -210,6 +258,7 @@ async fn status(State(state): State<AppState>) -> Result<Html<String>, AppError>
                     version: m.snapshot_version,
                     created_at: jst(m.created_at),
                     imported_at: jst(held.imported_at),
+                    age: format!("{}前", views::duration_words(now - m.created_at)),
                     record_count: m.record_count,
                     municipalities: region::names(&m.municipalities),
                     synthetic: m.synthetic,
@@ -217,23 +266,19 @@ async fn status(State(state): State<AppState>) -> Result<Html<String>, AppError>
                 }),
                 authorization,
                 fingerprint: s.fingerprint.clone(),
+                url: s.url.clone(),
                 now: jst(now),
+                link: "中央との接続なし（オフラインで動作中）".to_owned(),
+                unsent_audit: node
+                    .store
+                    .audit_head()
+                    .map_err(|e| AppError::Internal(e.to_string()))?
+                    .map_or(0, |(seq, _)| seq),
             })
         })
         .await??;
-    Ok(Html(views::status(&view).into_string()))
-}
-
-/// The search page's entry: open only under an authorization, and logged. Staff login and the
-/// search form come with the staff and search issues; until then it says so.
-async fn search(
-    State(state): State<AppState>,
-    Authorized(open): Authorized,
-) -> Result<Audited<Html<String>>, AppError> {
-    let entry = NewEntry::new(ANONYMOUS, Action::View, Outcome::Ok, "search page");
-    let receipt = state.audit.record(entry).await.map_err(|e| AppError::AuditUnavailable(e.to_string()))?;
-    let page = views::search_closed_to_anonymous(&open.authorization.disaster, open.authorization.drill);
-    Ok(Audited::new(receipt, Html(page.into_string())))
+    let chrome = views::Chrome { drill: drill_now(), user: bar.as_ref() };
+    Ok(Html(views::status(&view, &chrome).into_string()))
 }
 
 async fn stylesheet() -> impl IntoResponse {
@@ -244,6 +289,7 @@ async fn not_found() -> impl IntoResponse {
     let page = views::error_page(
         "ページがありません",
         "アドレスを確かめてください。トップページに戻るには / を開いてください。",
+        &chrome(),
     );
     (StatusCode::NOT_FOUND, Html(page.into_string()))
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use chacha20poly1305::aead::{Aead, KeyInit};
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use hmac::{Hmac, Mac};
@@ -177,6 +177,9 @@ impl fmt::Debug for DataKey {
     }
 }
 
+/// Bound into every `DataKey::seal`, so node-written data can never pass for a snapshot chunk.
+const SEAL_DOMAIN: &[u8] = b"kaigo-field/node-sealed/v1\0";
+
 impl DataKey {
     pub fn generate() -> Self {
         let mut k = [0u8; 32];
@@ -200,6 +203,32 @@ impl DataKey {
         mac.update(b"kaigo-field/audit-query/v1\0");
         mac.update(summary.as_bytes());
         mac.finalize().into_bytes().into()
+    }
+
+    /// Encrypts what the node writes during an authorization (field events) under the data
+    /// key: readable again only while an authorization carries the key, and by the central.
+    /// The result is the random nonce followed by the ciphertext.
+    pub fn seal(&self, aad: &[u8], plain: &[u8]) -> Vec<u8> {
+        let cipher = XChaCha20Poly1305::new(self.0.as_ref().into());
+        let mut nonce = [0u8; 24];
+        OsRng.fill_bytes(&mut nonce);
+        let sealed = cipher
+            .encrypt(XNonce::from_slice(&nonce), Payload { msg: plain, aad: &[SEAL_DOMAIN, aad].concat() })
+            .expect("XChaCha20-Poly1305 encrypts any message under its size limit");
+        [&nonce[..], &sealed].concat()
+    }
+
+    /// Opens what `seal` made with the same `aad`; `None` if the key or the bytes are wrong.
+    pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+        if sealed.len() < 24 {
+            return None;
+        }
+        let (nonce, body) = sealed.split_at(24);
+        let cipher = XChaCha20Poly1305::new(self.0.as_ref().into());
+        cipher
+            .decrypt(XNonce::from_slice(nonce), Payload { msg: body, aad: &[SEAL_DOMAIN, aad].concat() })
+            .ok()
+            .map(Zeroizing::new)
     }
 
     pub fn save(&self, path: &Path) -> Result<(), KeyError> {

@@ -1,12 +1,14 @@
 //! kaigo-field: long-term care records (介護情報基盤) at evacuation shelters when the link to the
 //! central base is cut. See ARCHITECTURE.md for the map of this crate.
 
+pub mod access;
 pub mod api;
 pub mod audit;
 pub mod authz;
 pub mod central;
 pub mod cli;
 pub mod clock;
+pub mod disclose;
 pub mod gate;
 pub mod http;
 pub mod keys;
@@ -24,3 +26,4 @@ pub mod store;
 pub mod synth;
 pub mod tls;
 pub mod views;
+pub mod web;

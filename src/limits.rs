@@ -57,10 +57,30 @@ pub const SEARCH_RATE_WINDOW_SECONDS: u64 = 60;
 /// most this much).
 pub const TRUSTED_TIME_STEP_SECONDS: i64 = 10;
 
+/// Failed sign-ins in a row before an account is locked for `LOGIN_LOCKOUT_SECONDS`.
+pub const LOGIN_FAILURES_MAX: u32 = 5;
+pub const LOGIN_LOCKOUT_SECONDS: i64 = 15 * 60;
+/// A chosen PIN has at least this many digits; a passphrase at least this many characters.
+pub const SECRET_PIN_DIGITS_MIN: usize = 6;
+pub const SECRET_PASSPHRASE_CHARS_MIN: usize = 8;
+/// A web session ends after this long without a request, and after `SESSION_MAX_SECONDS` in all
+/// (a shift).
+pub const SESSION_IDLE_SECONDS: i64 = 20 * 60;
+pub const SESSION_MAX_SECONDS: i64 = 12 * 60 * 60;
+/// A session's last-seen time is written at most this often.
+pub const SESSION_TOUCH_SECONDS: i64 = 30;
+/// Audit entries on one page of the coordinator's log view.
+pub const AUDIT_PAGE_ENTRIES: usize = 100;
+/// A handover note or a place name, in characters.
+pub const FIELD_NOTE_CHARS_MAX: usize = 2000;
+pub const FIELD_PLACE_CHARS_MAX: usize = 200;
+
 /// Milliseconds between two progress lines on long work.
 pub const PROGRESS_INTERVAL_MILLIS: u64 = 1000;
 
 const _: () = assert!(SNAPSHOT_CHUNK_RECORDS_MAX as u64 <= SNAPSHOT_RECORDS_MAX);
+const _: () = assert!(SESSION_TOUCH_SECONDS < SESSION_IDLE_SECONDS && SESSION_IDLE_SECONDS < SESSION_MAX_SECONDS);
+const _: () = assert!(FIELD_NOTE_CHARS_MAX * 4 < REQUEST_BODY_BYTES_MAX);
 const _: () = assert!(CSV_FIELD_BYTES_MAX * 4 < SNAPSHOT_CHUNK_BYTES_MAX / SNAPSHOT_CHUNK_RECORDS_MAX * 64);
 const _: () = assert!(CSV_SNIFF_BYTES >= 4096);
 const _: () = assert!(AUDIT_BATCH_ENTRIES_MAX <= AUDIT_QUEUE_ENTRIES_MAX);

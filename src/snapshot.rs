@@ -417,8 +417,10 @@ fn open_part(
     data_key: &DataKey,
     part: Part,
     mut each: impl FnMut(Zeroizing<Vec<u8>>) -> Result<(), SnapshotError>,
-) -> Result<Manifest, SnapshotError> {
-    let (manifest, _) = read_head(&mut input, key)?;
+) -> Result<(Manifest, RecordMap), SnapshotError> {
+    let (manifest, head) = read_head(&mut input, key)?;
+    let mut offsets = Vec::with_capacity(manifest.chunk_count as usize);
+    let mut offset = head.len() as u64;
     if manifest.data_key_id != data_key.key_id() {
         return Err(SnapshotError::Decrypt);
     }
@@ -431,6 +433,10 @@ fn open_part(
         &mut io::sink(),
         |index, nonce, sealed| {
             let is_record = index < manifest.chunk_count;
+            if is_record {
+                offsets.push(offset);
+            }
+            offset += (4 + NONCE_BYTES + sealed.len()) as u64;
             if is_record != (part == Part::Records) {
                 return Ok(());
             }
@@ -442,7 +448,8 @@ fn open_part(
         },
         |_| {},
     )?;
-    Ok(manifest)
+    let map = RecordMap { snapshot_id: id, total, record_count: manifest.record_count, offsets };
+    Ok((manifest, map))
 }
 
 /// Verifies and decrypts a snapshot's records, handing each to `each` in file order. Records
@@ -454,15 +461,10 @@ pub fn open(
     mut each: impl FnMut(PersonRecord),
 ) -> Result<Manifest, SnapshotError> {
     let mut records: u64 = 0;
-    let manifest = open_part(input, key, data_key, Part::Records, |compressed| {
-        let plain = Zeroizing::new(
-            zstd::bulk::decompress(&compressed, SNAPSHOT_CHUNK_BYTES_MAX * 8).map_err(|_| SnapshotError::Decrypt)?,
-        );
-        for line in plain.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-            let record: PersonRecord =
-                serde_json::from_slice(line).map_err(|e| altered(format!("記録が読めません: {e}")))?;
+    let (manifest, _) = open_part(input, key, data_key, Part::Records, |compressed| {
+        for line in record_lines(&compressed)?.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
             records += 1;
-            each(record);
+            each(parse_record(line)?);
         }
         Ok(())
     })?;
@@ -472,15 +474,80 @@ pub fn open(
     Ok(manifest)
 }
 
+fn record_lines(compressed: &[u8]) -> Result<Zeroizing<Vec<u8>>, SnapshotError> {
+    Ok(Zeroizing::new(
+        zstd::bulk::decompress(compressed, SNAPSHOT_CHUNK_BYTES_MAX * 8).map_err(|_| SnapshotError::Decrypt)?,
+    ))
+}
+
+fn parse_record(line: &[u8]) -> Result<PersonRecord, SnapshotError> {
+    serde_json::from_slice(line).map_err(|e| altered(format!("記録が読めません: {e}")))
+}
+
+/// Where each record chunk starts in a snapshot file, noted while the file was verified and its
+/// search section opened, so one person's record can be read later without reading the rest.
+#[derive(Debug, Clone)]
+pub struct RecordMap {
+    snapshot_id: Vec<u8>,
+    total: u32,
+    record_count: u64,
+    offsets: Vec<u64>,
+}
+
+/// Reads and decrypts record number `record` (its position in the snapshot, as in the search
+/// section) from the file the map was made from: one chunk is read, authenticated and
+/// decompressed. A chunk altered or moved since fails authentication.
+pub fn read_record(
+    file: &mut (impl Read + io::Seek),
+    map: &RecordMap,
+    data_key: &DataKey,
+    record: u64,
+) -> Result<PersonRecord, SnapshotError> {
+    if record >= map.record_count {
+        return Err(altered(format!("記録 {record} はありません")));
+    }
+    let chunk = (record / SNAPSHOT_CHUNK_RECORDS_MAX as u64) as usize;
+    let offset = *map.offsets.get(chunk).ok_or_else(|| altered("記録のチャンクがありません"))?;
+    file.seek(io::SeekFrom::Start(offset))?;
+    let mut len = [0u8; 4];
+    if read_full(file, &mut len)? < 4 {
+        return Err(truncated("記録のチャンクの途中で終わっています"));
+    }
+    let sealed_len = u32::from_le_bytes(len) as usize;
+    if !(TAG_BYTES..=SNAPSHOT_CHUNK_BYTES_MAX).contains(&sealed_len) {
+        return Err(altered("記録のチャンクの長さがありえない値です"));
+    }
+    let mut frame = vec![0u8; NONCE_BYTES + sealed_len];
+    if read_full(file, &mut frame)? < frame.len() {
+        return Err(truncated("記録のチャンクの途中で終わっています"));
+    }
+    let cipher = XChaCha20Poly1305::new(data_key.bytes().into());
+    let aad = chunk_aad(&map.snapshot_id, chunk as u32, map.total);
+    let (nonce, sealed) = frame.split_at(NONCE_BYTES);
+    let compressed = Zeroizing::new(
+        cipher
+            .decrypt(XNonce::from_slice(nonce), Payload { msg: sealed, aad: &aad })
+            .map_err(|_| SnapshotError::Decrypt)?,
+    );
+    let lines = record_lines(&compressed)?;
+    let within = (record % SNAPSHOT_CHUNK_RECORDS_MAX as u64) as usize;
+    let line = lines
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .nth(within)
+        .ok_or_else(|| altered("チャンクの記録の数が足りません"))?;
+    parse_record(line)
+}
+
 /// Verifies a snapshot and decrypts only its search section: what a node needs to activate,
-/// without decoding every record.
+/// without decoding every record. The map says where to read single records later.
 pub fn open_search(
     input: impl Read,
     key: &CentralPublicKey,
     data_key: &DataKey,
-) -> Result<SearchSection, SnapshotError> {
+) -> Result<(SearchSection, RecordMap), SnapshotError> {
     let mut compressed = Zeroizing::new(Vec::new());
-    let manifest = open_part(input, key, data_key, Part::Search, |piece| {
+    let (manifest, map) = open_part(input, key, data_key, Part::Search, |piece| {
         compressed.extend_from_slice(&piece);
         Ok(())
     })?;
@@ -491,5 +558,5 @@ pub fn open_search(
     if section.rows.len() as u64 != manifest.record_count {
         return Err(altered("検索部の人数が manifest と違います"));
     }
-    Ok(section)
+    Ok((section, map))
 }

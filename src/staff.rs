@@ -4,15 +4,19 @@
 //! login code with Argon2id.
 
 use argon2::password_hash::{PasswordHasher, SaltString};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use rand::RngCore;
 use rand::rngs::OsRng;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use crate::authz::{Authorization, Role};
+use crate::limits::{
+    LOGIN_FAILURES_MAX, SECRET_PASSPHRASE_CHARS_MIN, SECRET_PIN_DIGITS_MIN, SESSION_IDLE_SECONDS, SESSION_MAX_SECONDS,
+    SESSION_TOUCH_SECONDS,
+};
 use crate::model::OfficeNumber;
-use crate::store::{StaffRow, Store, StoreError};
+use crate::store::{SessionRow, StaffRow, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StaffError {
@@ -24,6 +28,10 @@ pub enum StaffError {
     NoAuthorization,
     #[error("名前を入力してください")]
     NoName,
+    #[error(
+        "PIN は数字{SECRET_PIN_DIGITS_MIN}桁以上（同じ数字の繰り返しや連番は不可）、パスフレーズは{SECRET_PASSPHRASE_CHARS_MIN}文字以上にしてください"
+    )]
+    WeakSecret,
     #[error(transparent)]
     Facility(#[from] crate::model::IdError),
     #[error(transparent)]
@@ -62,7 +70,9 @@ fn random_code(alphabet: &[u8], len: usize) -> Zeroizing<String> {
     out
 }
 
-/// Enrols an operator for a facility the authorization in force allows.
+/// Enrols an operator under the authorization in force. Support and receiving staff need a
+/// facility the authorization allows; a coordinator may have none. Their access ends with that
+/// authorization.
 pub fn add(
     store: &Store,
     authorization: Option<&Authorization>,
@@ -75,31 +85,314 @@ pub fn add(
     if name.is_empty() {
         return Err(StaffError::NoName);
     }
-    let office = OfficeNumber::parse(facility.trim())?;
     let authorization = authorization.ok_or(StaffError::NoAuthorization)?;
-    if !authorization.allows_facility(office.as_str()) {
-        return Err(StaffError::FacilityNotAllowed(office.to_string()));
+    let facility = if facility.trim().is_empty() && role == Role::Coordinator {
+        String::new()
+    } else {
+        let office = OfficeNumber::parse(facility.trim())?;
+        if !authorization.allows_facility(office.as_str()) {
+            return Err(StaffError::FacilityNotAllowed(office.to_string()));
+        }
+        office.to_string()
+    };
+    // Easy to read out and type: no 0/O, 1/I.
+    let login_code = random_code(CODE_ALPHABET, LOGIN_CODE_CHARS);
+    insert(store, name, &facility, role, Secret::OneTimeCode(&login_code), Some(&authorization.id), now)
+        .map(|(id, token)| Enrolled { id, login_code, token })
+}
+
+/// The coordinator made at `node init`: signs in with the passphrase they chose (or were given)
+/// and works without an authorization, seeing no personal data until one is active.
+pub fn add_first_coordinator(
+    store: &Store,
+    name: &str,
+    passphrase: &str,
+    now: DateTime<Utc>,
+) -> Result<(String, Zeroizing<String>), StaffError> {
+    check_new_secret(passphrase)?;
+    insert(store, name.trim(), "", Role::Coordinator, Secret::Chosen(passphrase), None, now)
+}
+
+enum Secret<'a> {
+    OneTimeCode(&'a str),
+    Chosen(&'a str),
+}
+
+fn insert(
+    store: &Store,
+    name: &str,
+    facility: &str,
+    role: Role,
+    secret: Secret<'_>,
+    authorization_id: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<(String, Zeroizing<String>), StaffError> {
+    if name.is_empty() {
+        return Err(StaffError::NoName);
     }
     let id = format!("staff-{}", store.staff_count()? + 1);
-    // Easy to read out and type: no 0/O, 1/I.
-    let login_code = random_code(b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789", 10);
     let mut raw = Zeroizing::new([0u8; 32]);
     OsRng.fill_bytes(&mut *raw);
     let token = Zeroizing::new(format!("kft_{}", hex::encode(*raw)));
-    let salt = SaltString::generate(&mut OsRng);
-    let login_code_hash = argon2::Argon2::default()
-        .hash_password(login_code.as_bytes(), &salt)
-        .expect("Argon2 hashes a 10-character code with default parameters")
-        .to_string();
+    let (login_code_hash, secret_hash) = match secret {
+        Secret::OneTimeCode(code) => (Some(hash_secret(&normalize_code(code))), None),
+        Secret::Chosen(s) => (None, Some(hash_secret(s))),
+    };
     store.add_staff(&StaffRow {
         id: id.clone(),
         name: name.to_owned(),
-        facility: office.to_string(),
+        facility: facility.to_owned(),
         role: role.name().to_owned(),
-        login_code_hash: Some(login_code_hash),
+        login_code_hash,
         token_hash: token_hash(&token),
         enrolled_at: now,
         revoked_at: None,
+        secret_hash,
+        failures: 0,
+        locked_until: None,
+        authorization_id: authorization_id.map(str::to_owned),
     })?;
-    Ok(Enrolled { id, login_code, token })
+    Ok((id, token))
+}
+
+const CODE_ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+const LOGIN_CODE_CHARS: usize = 10;
+
+/// A code as typed: spaces, hyphens and case do not matter; full-width letters are folded.
+fn normalize_code(code: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    code.nfkc().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_uppercase()).collect()
+}
+
+fn hash_secret(secret: &str) -> String {
+    let salt = SaltString::generate(&mut OsRng);
+    argon2::Argon2::default()
+        .hash_password(secret.as_bytes(), &salt)
+        .expect("Argon2 hashes a short secret with default parameters")
+        .to_string()
+}
+
+fn secret_matches(secret: &str, hash: &str) -> bool {
+    use argon2::password_hash::PasswordVerifier;
+    argon2::password_hash::PasswordHash::new(hash)
+        .is_ok_and(|parsed| argon2::Argon2::default().verify_password(secret.as_bytes(), &parsed).is_ok())
+}
+
+/// A PIN (digits) or a passphrase the person chooses after the one-time code.
+pub fn check_new_secret(secret: &str) -> Result<(), StaffError> {
+    let chars = secret.chars().count();
+    let digits_only = secret.chars().all(|c| c.is_ascii_digit());
+    if digits_only {
+        let bytes = secret.as_bytes();
+        let same = bytes.iter().all(|&b| b == bytes[0]);
+        let ascending = bytes.windows(2).all(|w| w[1] == w[0] + 1);
+        let descending = bytes.windows(2).all(|w| w[0] == w[1] + 1);
+        if chars < SECRET_PIN_DIGITS_MIN || same || ascending || descending {
+            return Err(StaffError::WeakSecret);
+        }
+    } else if chars < SECRET_PASSPHRASE_CHARS_MIN {
+        return Err(StaffError::WeakSecret);
+    }
+    Ok(())
+}
+
+/// What a correct sign-in leads to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignedIn {
+    /// Signed in with the one-time code: the person must set a PIN or passphrase next.
+    MustSetSecret,
+    Ready,
+}
+
+/// Why a sign-in failed. The wording never says whether the id exists.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LoginError {
+    #[error(
+        "職員IDかコード（PIN・パスフレーズ）が違います。あと{remaining}回間違えると、しばらくログインできなくなります"
+    )]
+    Wrong { remaining: u32 },
+    #[error("間違いが続いたため、{until} までログインできません。急ぐときはコーディネーターに相談してください")]
+    Locked { until: String },
+    #[error("この職員の登録は取り消されています。コーディネーターに相談してください")]
+    Revoked,
+    #[error(
+        "登録したときの災害認可が終わったため、この職員のアクセスは終了しました。コーディネーターに再登録を依頼してください"
+    )]
+    AuthorizationEnded,
+}
+
+/// Checks a sign-in attempt against a stored operator (argon2: run it off the async runtime,
+/// and without holding the node). `None` for an unknown id. Lockout and revocation are checked
+/// before the secret, so a locked account gives nothing away.
+pub fn check_login(staff: Option<&StaffRow>, secret: &str, now: DateTime<Utc>) -> Result<SignedIn, LoginError> {
+    let Some(staff) = staff else {
+        // Spend the same effort as for a real account.
+        let _ = secret_matches(secret, DUMMY_HASH);
+        return Err(LoginError::Wrong { remaining: LOGIN_FAILURES_MAX });
+    };
+    if staff.revoked_at.is_some() {
+        return Err(LoginError::Revoked);
+    }
+    if let Some(until) = staff.locked_until.filter(|u| *u > now) {
+        return Err(LoginError::Locked { until: crate::authz::jst(until) });
+    }
+    let remaining = LOGIN_FAILURES_MAX.saturating_sub(staff.failures + 1);
+    match (&staff.secret_hash, &staff.login_code_hash) {
+        (Some(hash), _) if secret_matches(secret, hash) => Ok(SignedIn::Ready),
+        (None, Some(hash)) if secret_matches(&normalize_code(secret), hash) => Ok(SignedIn::MustSetSecret),
+        _ => Err(LoginError::Wrong { remaining }),
+    }
+}
+
+/// A well-formed Argon2id hash of nothing anyone knows, for unknown ids.
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$J0fYGmrAc6I0o2qwCeVn8hQBIC2VKPvs4Sc6H3FyAA0";
+
+/// Hashes a PIN or passphrase the person chose, after checking it.
+pub fn new_secret_hash(secret: &str) -> Result<String, StaffError> {
+    check_new_secret(secret)?;
+    Ok(hash_secret(secret))
+}
+
+/// Whether an operator may act now: not revoked, and the authorization they were enrolled
+/// under (if any) is the one in force.
+pub fn still_allowed(staff: &StaffRow, active_authorization: Option<&str>) -> Result<(), LoginError> {
+    if staff.revoked_at.is_some() {
+        return Err(LoginError::Revoked);
+    }
+    match &staff.authorization_id {
+        None => Ok(()),
+        Some(id) if Some(id.as_str()) == active_authorization => Ok(()),
+        Some(_) => Err(LoginError::AuthorizationEnded),
+    }
+}
+
+/// Where a session stands at `now`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionAge {
+    Fresh,
+    /// Still valid; its last-seen time is old enough to be written again.
+    Touch,
+    /// Idle too long, or older than a shift: sign in again.
+    Expired,
+}
+
+pub fn session_age(session: &SessionRow, now: DateTime<Utc>) -> SessionAge {
+    let idle = now - session.last_seen;
+    if idle > Duration::seconds(SESSION_IDLE_SECONDS)
+        || now - session.created_at > Duration::seconds(SESSION_MAX_SECONDS)
+    {
+        SessionAge::Expired
+    } else if idle > Duration::seconds(SESSION_TOUCH_SECONDS) {
+        SessionAge::Touch
+    } else {
+        SessionAge::Fresh
+    }
+}
+
+/// A new random secret for a cookie or a CSRF token: 32 bytes, hex.
+pub fn random_token() -> Zeroizing<String> {
+    let mut raw = Zeroizing::new([0u8; 32]);
+    OsRng.fill_bytes(&mut *raw);
+    Zeroizing::new(hex::encode(*raw))
+}
+
+/// A passphrase for the first coordinator when none is given: five groups of four, easy to
+/// copy from a screen.
+pub fn generated_passphrase() -> Zeroizing<String> {
+    let raw = random_code(CODE_ALPHABET, 20);
+    let groups: Vec<&str> = (0..5).map(|i| &raw[i * 4..i * 4 + 4]).collect();
+    Zeroizing::new(groups.join("-"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(secret_hash: Option<String>, login_code_hash: Option<String>) -> StaffRow {
+        StaffRow {
+            id: "staff-1".into(),
+            name: "能登 花子".into(),
+            facility: "1772090005".into(),
+            role: "support".into(),
+            login_code_hash,
+            token_hash: "x".into(),
+            enrolled_at: DateTime::from_timestamp(1_790_000_000, 0).unwrap(),
+            revoked_at: None,
+            secret_hash,
+            failures: 0,
+            locked_until: None,
+            authorization_id: Some("a1".into()),
+        }
+    }
+
+    #[test]
+    fn the_one_time_code_leads_to_setting_a_secret_and_the_secret_to_work() {
+        let now = DateTime::from_timestamp(1_790_000_100, 0).unwrap();
+        let staff = row(None, Some(hash_secret("ABCDE23456")));
+        assert_eq!(check_login(Some(&staff), "abcde-23456", now), Ok(SignedIn::MustSetSecret));
+        assert_eq!(check_login(Some(&staff), "ＡＢＣＤＥ２３４５６", now), Ok(SignedIn::MustSetSecret));
+        assert!(matches!(check_login(Some(&staff), "ABCDE23457", now), Err(LoginError::Wrong { remaining: 4 })));
+        let staff = row(Some(new_secret_hash("240815").unwrap()), None);
+        assert_eq!(check_login(Some(&staff), "240815", now), Ok(SignedIn::Ready));
+        assert!(matches!(check_login(Some(&staff), "ABCDE23456", now), Err(LoginError::Wrong { .. })));
+        assert!(matches!(check_login(None, "240815", now), Err(LoginError::Wrong { .. })));
+    }
+
+    #[test]
+    fn locked_and_revoked_accounts_are_refused_before_the_secret_is_checked() {
+        let now = DateTime::from_timestamp(1_790_000_100, 0).unwrap();
+        let mut staff = row(Some(hash_secret("240815")), None);
+        staff.locked_until = Some(now + chrono::Duration::minutes(5));
+        assert!(matches!(check_login(Some(&staff), "240815", now), Err(LoginError::Locked { .. })));
+        staff.locked_until = Some(now - chrono::Duration::minutes(5));
+        assert_eq!(check_login(Some(&staff), "240815", now), Ok(SignedIn::Ready));
+        staff.revoked_at = Some(now);
+        assert_eq!(check_login(Some(&staff), "240815", now), Err(LoginError::Revoked));
+    }
+
+    #[test]
+    fn weak_pins_and_short_passphrases_are_refused() {
+        for weak in ["12345", "000000", "123456", "987654", "short"] {
+            assert!(check_new_secret(weak).is_err(), "{weak}");
+        }
+        for ok in ["240815", "のとはなこ元気です", "correct horse"] {
+            assert!(check_new_secret(ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn access_ends_with_the_authorization_enrolled_under() {
+        let staff = row(None, None);
+        assert_eq!(still_allowed(&staff, Some("a1")), Ok(()));
+        assert_eq!(still_allowed(&staff, Some("a2")), Err(LoginError::AuthorizationEnded));
+        assert_eq!(still_allowed(&staff, None), Err(LoginError::AuthorizationEnded));
+        let first_coordinator = StaffRow { authorization_id: None, ..row(None, None) };
+        assert_eq!(still_allowed(&first_coordinator, None), Ok(()));
+    }
+
+    #[test]
+    fn a_session_ends_after_idling_or_a_shift_and_is_touched_sparingly() {
+        let start = DateTime::from_timestamp(1_790_000_000, 0).unwrap();
+        let session = |created: i64, seen: i64| SessionRow {
+            token_hash: "h".into(),
+            staff_id: "staff-1".into(),
+            csrf: "c".into(),
+            created_at: start + Duration::seconds(created),
+            last_seen: start + Duration::seconds(seen),
+        };
+        let at = |s: i64| start + Duration::seconds(s);
+        assert_eq!(session_age(&session(0, 0), at(5)), SessionAge::Fresh);
+        assert_eq!(session_age(&session(0, 0), at(SESSION_TOUCH_SECONDS + 1)), SessionAge::Touch);
+        assert_eq!(session_age(&session(0, 0), at(SESSION_IDLE_SECONDS)), SessionAge::Touch);
+        assert_eq!(session_age(&session(0, 0), at(SESSION_IDLE_SECONDS + 1)), SessionAge::Expired);
+        let busy = session(0, SESSION_MAX_SECONDS - 10);
+        assert_eq!(session_age(&busy, at(SESSION_MAX_SECONDS - 5)), SessionAge::Fresh);
+        assert_eq!(session_age(&busy, at(SESSION_MAX_SECONDS + 1)), SessionAge::Expired, "a shift ends");
+    }
+
+    #[test]
+    fn the_dummy_hash_parses() {
+        assert!(argon2::password_hash::PasswordHash::new(DUMMY_HASH).is_ok());
+    }
 }

@@ -136,6 +136,43 @@ const MIGRATIONS: &[Migration] = &[
         ) STRICT;
     ",
     },
+    Migration {
+        why: "v5: the web app. Staff set their own PIN or passphrase (argon2) after the one-time \
+              code; failed logins lock an account for a while; staff enrolled under an \
+              authorization lose access when it ends. Sessions are stored by the SHA-256 of their \
+              cookie. Field events (whereabouts, handover notes) are sealed under the data key \
+              of the authorization in force: only the pseudonymous person id is in clear.",
+        sql: "
+        ALTER TABLE staff ADD COLUMN secret_hash TEXT;
+        ALTER TABLE staff ADD COLUMN failures INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE staff ADD COLUMN locked_until TEXT;
+        ALTER TABLE staff ADD COLUMN authorization_id TEXT;
+        CREATE TABLE session (
+            token_hash   TEXT PRIMARY KEY,
+            staff_id     TEXT NOT NULL REFERENCES staff (id),
+            csrf         TEXT NOT NULL,
+            created_at   TEXT NOT NULL,
+            last_seen    TEXT NOT NULL
+        ) STRICT;
+        CREATE TABLE session_purpose (
+            token_hash   TEXT NOT NULL REFERENCES session (token_hash) ON DELETE CASCADE,
+            person_id    TEXT NOT NULL,
+            purpose      TEXT NOT NULL,
+            at           TEXT NOT NULL,
+            PRIMARY KEY (token_hash, person_id)
+        ) STRICT;
+        CREATE TABLE field_event (
+            seq          INTEGER PRIMARY KEY,
+            person_id    TEXT NOT NULL,
+            staff_id     TEXT NOT NULL,
+            facility     TEXT NOT NULL,
+            at           TEXT NOT NULL,
+            data_key_id  TEXT NOT NULL,
+            sealed       BLOB NOT NULL
+        ) STRICT;
+        CREATE INDEX field_event_person ON field_event (person_id, seq);
+    ",
+    },
 ];
 
 pub struct Store {
@@ -411,6 +448,19 @@ impl Store {
             params![high_water, offset_seconds],
         )?;
         tx.execute("INSERT INTO clock_move (moved_at, from_time, to_time) VALUES (?1, ?1, ?2)", params![from, to])?;
+        // A correction of the clock is not time spent: sessions move with it, so nobody is
+        // signed out as idle because the coordinator set the time right.
+        let shift = to - from;
+        let sessions: Vec<(String, DateTime<Utc>, DateTime<Utc>)> = tx
+            .prepare("SELECT token_hash, created_at, last_seen FROM session")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?;
+        for (hash, created, seen) in sessions {
+            tx.execute(
+                "UPDATE session SET created_at = ?2, last_seen = ?3 WHERE token_hash = ?1",
+                params![hash, created + shift, seen + shift],
+            )?;
+        }
         tx.commit()?;
         Ok(())
     }
@@ -502,6 +552,16 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Up to `limit` entries before sequence `before` (or the newest), newest first.
+    pub fn audit_page(&self, before: Option<u64>, limit: usize) -> Result<Vec<Entry>, StoreError> {
+        let before = before.map_or(i64::MAX, |b| b as i64);
+        let mut stmt = self
+            .conn
+            .prepare(&format!("SELECT {AUDIT_COLUMNS} FROM audit WHERE seq < ?1 ORDER BY seq DESC LIMIT ?2"))?;
+        let rows = stmt.query_map(params![before, limit as i64], audit_entry)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Every entry naming `person`.
     pub fn audit_entries_for(&self, person: &str) -> Result<Vec<Entry>, StoreError> {
         let mut stmt = self.conn.prepare(&format!(
@@ -536,50 +596,257 @@ impl Store {
 pub struct StaffRow {
     pub id: String,
     pub name: String,
+    /// 事業所番号; empty for the node's own coordinator.
     pub facility: String,
     pub role: String,
+    /// The one-time enrolment code, until the person has set their own PIN or passphrase.
     pub login_code_hash: Option<String>,
     pub token_hash: String,
     pub enrolled_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
+    /// The PIN or passphrase the person set (argon2).
+    pub secret_hash: Option<String>,
+    pub failures: u32,
+    pub locked_until: Option<DateTime<Utc>>,
+    /// The authorization the person was enrolled under: their access ends with it. `None` only
+    /// for the coordinator made at `node init`.
+    pub authorization_id: Option<String>,
+}
+
+const STAFF_COLUMNS: &str = "id, name, facility, role, login_code_hash, token_hash, enrolled_at, revoked_at, \
+                             secret_hash, failures, locked_until, authorization_id";
+
+fn staff_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StaffRow> {
+    Ok(StaffRow {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        facility: r.get(2)?,
+        role: r.get(3)?,
+        login_code_hash: r.get(4)?,
+        token_hash: r.get(5)?,
+        enrolled_at: r.get(6)?,
+        revoked_at: r.get(7)?,
+        secret_hash: r.get(8)?,
+        failures: r.get(9)?,
+        locked_until: r.get(10)?,
+        authorization_id: r.get(11)?,
+    })
+}
+
+/// A signed-in browser, by the SHA-256 of its cookie.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRow {
+    pub token_hash: String,
+    pub staff_id: String,
+    pub csrf: String,
+    pub created_at: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+}
+
+/// A whereabouts or handover note, as stored: sealed under the data key named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldEventRow {
+    pub seq: i64,
+    pub person_id: String,
+    pub staff_id: String,
+    pub facility: String,
+    pub at: DateTime<Utc>,
+    pub data_key_id: String,
+    pub sealed: Vec<u8>,
 }
 
 impl Store {
     pub fn add_staff(&self, s: &StaffRow) -> Result<(), StoreError> {
         self.conn.execute(
-            "INSERT INTO staff (id, name, facility, role, login_code_hash, token_hash, enrolled_at, revoked_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![s.id, s.name, s.facility, s.role, s.login_code_hash, s.token_hash, s.enrolled_at, s.revoked_at],
+            &format!("INSERT INTO staff ({STAFF_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
+            params![
+                s.id,
+                s.name,
+                s.facility,
+                s.role,
+                s.login_code_hash,
+                s.token_hash,
+                s.enrolled_at,
+                s.revoked_at,
+                s.secret_hash,
+                s.failures,
+                s.locked_until,
+                s.authorization_id
+            ],
         )?;
         Ok(())
     }
 
     /// The operator holding an API token, by the token's hash.
     pub fn staff_by_token_hash(&self, hash: &str) -> Result<Option<StaffRow>, StoreError> {
+        let sql = format!("SELECT {STAFF_COLUMNS} FROM staff WHERE token_hash = ?1");
+        Ok(self.conn.query_row(&sql, [hash], staff_row).optional()?)
+    }
+
+    pub fn staff(&self, id: &str) -> Result<Option<StaffRow>, StoreError> {
+        let sql = format!("SELECT {STAFF_COLUMNS} FROM staff WHERE id = ?1");
+        Ok(self.conn.query_row(&sql, [id], staff_row).optional()?)
+    }
+
+    /// Everyone enrolled, in enrolment order.
+    pub fn all_staff(&self) -> Result<Vec<StaffRow>, StoreError> {
+        let sql = format!("SELECT {STAFF_COLUMNS} FROM staff ORDER BY enrolled_at, rowid");
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map([], staff_row)?.collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    pub fn staff_count(&self) -> Result<u64, StoreError> {
+        Ok(self.conn.query_row("SELECT COUNT(*) FROM staff", [], |r| r.get::<_, i64>(0))? as u64)
+    }
+
+    /// Records a failed login; locks the account until `lock_until` once `failures` reaches the
+    /// limit the caller passes.
+    pub fn note_login_failure(
+        &self,
+        id: &str,
+        failures_max: u32,
+        lock_until: DateTime<Utc>,
+    ) -> Result<u32, StoreError> {
+        let failures: u32 = self.conn.query_row(
+            "UPDATE staff SET failures = failures + 1 WHERE id = ?1 RETURNING failures",
+            [id],
+            |r| r.get(0),
+        )?;
+        if failures >= failures_max {
+            self.conn
+                .execute("UPDATE staff SET locked_until = ?2, failures = 0 WHERE id = ?1", params![id, lock_until])?;
+        }
+        Ok(failures)
+    }
+
+    pub fn note_login_success(&self, id: &str) -> Result<(), StoreError> {
+        self.conn.execute("UPDATE staff SET failures = 0, locked_until = NULL WHERE id = ?1", [id])?;
+        Ok(())
+    }
+
+    /// Sets the person's own PIN or passphrase; the one-time code is gone from then on.
+    pub fn set_staff_secret(&self, id: &str, secret_hash: &str) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE staff SET secret_hash = ?2, login_code_hash = NULL WHERE id = ?1",
+            params![id, secret_hash],
+        )?;
+        Ok(())
+    }
+
+    /// Revokes an operator and ends their sessions at once. False if there was no such operator
+    /// or it was revoked already.
+    pub fn revoke_staff(&mut self, id: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let tx = self.conn.transaction()?;
+        let changed =
+            tx.execute("UPDATE staff SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL", params![id, at])?;
+        tx.execute("DELETE FROM session WHERE staff_id = ?1", [id])?;
+        tx.commit()?;
+        Ok(changed == 1)
+    }
+
+    pub fn add_session(&self, s: &SessionRow) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO session (token_hash, staff_id, csrf, created_at, last_seen) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![s.token_hash, s.staff_id, s.csrf, s.created_at, s.last_seen],
+        )?;
+        Ok(())
+    }
+
+    pub fn session(&self, token_hash: &str) -> Result<Option<SessionRow>, StoreError> {
         Ok(self
             .conn
             .query_row(
-                "SELECT id, name, facility, role, login_code_hash, token_hash, enrolled_at, revoked_at
-                 FROM staff WHERE token_hash = ?1",
-                [hash],
+                "SELECT token_hash, staff_id, csrf, created_at, last_seen FROM session WHERE token_hash = ?1",
+                [token_hash],
                 |r| {
-                    Ok(StaffRow {
-                        id: r.get(0)?,
-                        name: r.get(1)?,
-                        facility: r.get(2)?,
-                        role: r.get(3)?,
-                        login_code_hash: r.get(4)?,
-                        token_hash: r.get(5)?,
-                        enrolled_at: r.get(6)?,
-                        revoked_at: r.get(7)?,
+                    Ok(SessionRow {
+                        token_hash: r.get(0)?,
+                        staff_id: r.get(1)?,
+                        csrf: r.get(2)?,
+                        created_at: r.get(3)?,
+                        last_seen: r.get(4)?,
                     })
                 },
             )
             .optional()?)
     }
 
-    pub fn staff_count(&self) -> Result<u64, StoreError> {
-        Ok(self.conn.query_row("SELECT COUNT(*) FROM staff", [], |r| r.get::<_, i64>(0))? as u64)
+    pub fn touch_session(&self, token_hash: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.conn.execute("UPDATE session SET last_seen = ?2 WHERE token_hash = ?1", params![token_hash, at])?;
+        Ok(())
+    }
+
+    pub fn delete_session(&self, token_hash: &str) -> Result<(), StoreError> {
+        self.conn.execute("DELETE FROM session WHERE token_hash = ?1", [token_hash])?;
+        Ok(())
+    }
+
+    /// Ends every session that has been idle since before `idle_before` or began before
+    /// `started_before`.
+    pub fn expire_sessions(&self, idle_before: DateTime<Utc>, started_before: DateTime<Utc>) -> Result<(), StoreError> {
+        self.conn.execute(
+            "DELETE FROM session WHERE last_seen < ?1 OR created_at < ?2",
+            params![idle_before, started_before],
+        )?;
+        Ok(())
+    }
+
+    pub fn set_session_purpose(
+        &self,
+        token_hash: &str,
+        person_id: &str,
+        purpose: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO session_purpose (token_hash, person_id, purpose, at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (token_hash, person_id) DO UPDATE SET purpose = excluded.purpose, at = excluded.at",
+            params![token_hash, person_id, purpose, at],
+        )?;
+        Ok(())
+    }
+
+    pub fn session_purpose(&self, token_hash: &str, person_id: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT purpose FROM session_purpose WHERE token_hash = ?1 AND person_id = ?2",
+                [token_hash, person_id],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    pub fn add_field_event(&self, e: &FieldEventRow) -> Result<i64, StoreError> {
+        Ok(self.conn.query_row(
+            "INSERT INTO field_event (person_id, staff_id, facility, at, data_key_id, sealed)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING seq",
+            params![e.person_id, e.staff_id, e.facility, e.at, e.data_key_id, e.sealed],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// One person's field events, newest first.
+    pub fn field_events(&self, person_id: &str) -> Result<Vec<FieldEventRow>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT seq, person_id, staff_id, facility, at, data_key_id, sealed FROM field_event
+             WHERE person_id = ?1 ORDER BY seq DESC",
+        )?;
+        let rows = stmt
+            .query_map([person_id], |r| {
+                Ok(FieldEventRow {
+                    seq: r.get(0)?,
+                    person_id: r.get(1)?,
+                    staff_id: r.get(2)?,
+                    facility: r.get(3)?,
+                    at: r.get(4)?,
+                    data_key_id: r.get(5)?,
+                    sealed: r.get(6)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
     }
 }
 

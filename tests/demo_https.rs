@@ -42,7 +42,7 @@ async fn demo_serves_the_status_page_over_https_and_stops_on_sigterm() {
         "300人",
         "有効：検索できます（訓練）",
         "訓練：奥能登地震（デモ）",
-        "訓練・デモ用の合成データ",
+        "訓練 ― 合成データです",
         "合成データ（訓練・デモ用）",
     ] {
         assert!(body.contains(expected), "status page lacks {expected}");
@@ -86,13 +86,13 @@ async fn demo_serves_the_status_page_over_https_and_stops_on_sigterm() {
         .unwrap();
     assert_eq!(found["candidates"][0]["name"], format!("{} {}", r["family_name"], r["given_name"]), "{found}");
 
-    // Under the drill authorization the search entry is open (it asks staff to sign in)...
+    // Searching on the pages needs a session: the entry sends to the sign-in page.
     let search = http.get(format!("{url}search")).send().await.unwrap();
-    assert_eq!(search.status(), 200);
-    // ...and once the coordinator closes the authorization, it is refused with the reason.
+    assert_eq!(search.url().path(), "/login");
+    // Once the coordinator closes the authorization, the API refuses with the reason.
     let out = common::ok(&["authz", "close", "--dir", dir.join("node").to_str().unwrap()], tmp.path());
     assert!(out.contains("demo-drill"), "{out}");
-    let closed = http.get(format!("{url}search")).send().await.unwrap();
+    let closed = http.post(format!("{url}api/v1/search")).bearer_auth(token.trim()).json(&query).send().await.unwrap();
     assert_eq!(closed.status(), 403);
     let page = closed.text().await.unwrap();
     assert!(page.contains("終了しました") && page.contains("コーディネーターが終了"), "{page}");

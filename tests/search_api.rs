@@ -91,12 +91,12 @@ async fn an_enrolled_operator_finds_a_person_and_every_search_is_audited() {
         .collect();
     assert!(searches.len() >= 3, "every search is logged, refused ones too");
     assert!(searches.iter().any(|e| e["subjects"].as_array().unwrap().iter().any(|s| s == person_id.as_str())));
-    assert!(searches.iter().all(|e| e["operator"] == "staff-1" && e["facility"] == "1772090005"));
+    assert!(searches.iter().all(|e| e["operator"] == "staff-2" && e["facility"] == "1772090005"));
     assert!(searches.iter().all(|e| e["query_hash"].is_string()));
     for needle in [&kana, &r["family_name"], &r["insured_number"], &r["birth_date"]] {
         assert!(!export.contains(needle.as_str()), "{needle} appears in the audit log");
     }
     let person = ok(&["audit", "person", "--dir", "n", &person_id], f.dir());
-    assert!(person.contains("staff-1") && person.contains("search"), "{person}");
+    assert!(person.contains("staff-2") && person.contains("search"), "{person}");
     assert!(ok(&["audit", "verify", "--dir", "n"], f.dir()).contains("正常"));
 }

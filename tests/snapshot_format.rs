@@ -125,7 +125,7 @@ fn an_unknown_format_version_names_itself() {
 #[test]
 fn the_search_section_carries_every_person_and_opens_without_the_records() {
     let b = build(30);
-    let section = snapshot::open_search(&b.bytes[..], &b.key.public(), &b.data_key).unwrap();
+    let (section, _) = snapshot::open_search(&b.bytes[..], &b.key.public(), &b.data_key).unwrap();
     assert_eq!(section.rows.len(), 30);
     assert_eq!(section, kaigo_field::search::section::section_of(&b.records));
     let wrong = DataKey::generate();
@@ -157,4 +157,24 @@ fn no_personal_string_is_in_the_file() {
             assert!(!contains(s.as_bytes()), "{s} is readable in the snapshot");
         }
     }
+}
+
+#[test]
+fn one_record_is_read_by_its_position_across_chunks_and_a_moved_chunk_fails() {
+    let b = build(4500); // three record chunks of 2048
+    let (_, map) = snapshot::open_search(&b.bytes[..], &b.key.public(), &b.data_key).unwrap();
+    let mut file = std::io::Cursor::new(b.bytes.clone());
+    for i in [0u64, 1, 2047, 2048, 4095, 4096, 4499] {
+        let r = snapshot::read_record(&mut file, &map, &b.data_key, i).unwrap();
+        assert_eq!(r, b.records[i as usize], "record {i}");
+    }
+    assert!(snapshot::read_record(&mut file, &map, &b.data_key, 4500).is_err());
+    assert!(matches!(snapshot::read_record(&mut file, &map, &DataKey::generate(), 5), Err(SnapshotError::Decrypt)));
+    // A byte flipped inside the first chunk after activation: authentication refuses it.
+    let mut bytes = b.bytes.clone();
+    let first_chunk = HEADER_BYTES + b.manifest_len + SIGNATURE_BYTES + 4 + 24 + 10;
+    bytes[first_chunk] ^= 1;
+    let mut altered = std::io::Cursor::new(bytes);
+    assert!(matches!(snapshot::read_record(&mut altered, &map, &b.data_key, 3), Err(SnapshotError::Decrypt)));
+    assert_eq!(snapshot::read_record(&mut altered, &map, &b.data_key, 2048).unwrap(), b.records[2048]);
 }

@@ -270,6 +270,13 @@ impl Index {
         self.people.is_empty()
     }
 
+    /// The position of the person with this pseudonymous id (hex), if they are in the region.
+    pub fn position_of(&self, person_id: &str) -> Option<u32> {
+        let mut wanted = [0u8; 16];
+        hex::decode_to_slice(person_id, &mut wanted).ok()?;
+        self.people.iter().position(|p| p.row.person_id == wanted).map(|i| i as u32)
+    }
+
     /// What candidate `record` shows.
     pub fn shown(&self, record: u32) -> Shown<'_> {
         let p = &self.people[record as usize];

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -255,4 +257,38 @@ pub fn https_client(ca_pem: &Path) -> reqwest::Client {
         .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("PEM"))
         .build()
         .expect("client")
+}
+
+/// An HTTPS client for the web pages: keeps cookies like a browser, and does not follow
+/// redirects, so a test sees where a page sends it.
+pub fn https_session(ca_pem: &Path) -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let pem = std::fs::read(ca_pem).expect("CA certificate");
+    reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("PEM"))
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+/// The CSRF token of the first form on a page.
+pub fn csrf_of(html: &str) -> String {
+    let start = html.find(r#"name="csrf" value=""#).expect("a form with a CSRF token") + r#"name="csrf" value=""#.len();
+    html[start..].split('"').next().unwrap().to_owned()
+}
+
+/// The demo's logins (`demo-logins.txt`): staff id and secret, in order coordinator, support,
+/// receiving.
+pub fn demo_logins(demo_dir: &Path) -> Vec<(String, String)> {
+    std::fs::read_to_string(demo_dir.join("demo-logins.txt"))
+        .expect("demo logins")
+        .lines()
+        .map(|l| {
+            let id = l.split_whitespace().next().unwrap().to_owned();
+            let secret = l.rsplit(": ").next().unwrap().trim().to_owned();
+            (id, secret)
+        })
+        .collect()
 }

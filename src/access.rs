@@ -1,0 +1,274 @@
+//! What staff do with personal data, each step audited before its answer exists: search, open a
+//! person's record (with a purpose), print the handover sheet, record whereabouts. The web pages
+//! (`web`) and the JSON API (`api`) both call these, so the two cannot drift apart in what they
+//! show or what they log.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::audit::{Action, NewEntry, Outcome, Receipt};
+use crate::authz::Role;
+use crate::disclose::{CandidateView, Disclosed, FieldEvent, Purpose, candidate_view, disclose};
+use crate::gate::OpenData;
+use crate::http::AppState;
+use crate::limits::{SEARCH_RATE_PER_OPERATOR_MAX, SEARCH_RATE_WINDOW_SECONDS};
+use crate::model::PersonId;
+use crate::search::matcher::{Query, Verdict};
+
+/// Someone enrolled on this node, signed in (web) or holding a token (API).
+#[derive(Debug, Clone)]
+pub struct Operator {
+    pub id: String,
+    pub name: String,
+    /// 事業所番号; empty for the node's own coordinator.
+    pub facility: String,
+    pub role: Role,
+}
+
+impl Operator {
+    /// An audit entry made by this operator.
+    pub fn entry(&self, action: Action, outcome: Outcome, detail: impl Into<String>) -> NewEntry {
+        let mut e = NewEntry::new(&self.id, action, outcome, detail);
+        e.facility = (!self.facility.is_empty()).then(|| self.facility.clone());
+        e.role = Some(self.role);
+        e
+    }
+}
+
+/// Why a step was refused; each carries the Japanese message staff see.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    TooMany(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// The audit log or the snapshot cannot be used: nothing is served.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+async fn record(state: &AppState, entry: NewEntry) -> Result<Receipt, Refused> {
+    state.audit.record(entry).await.map_err(|e| {
+        tracing::error!(error = %e, "audit write failed; request refused");
+        Refused::Unavailable(
+            "アクセスの記録（監査ログ）を書けないため、情報を出せません。コーディネーターに連絡してください".into(),
+        )
+    })
+}
+
+/// Refuses (and logs) an operator whose facility the authorization in force does not cover.
+async fn check_facility(state: &AppState, op: &Operator, open: &OpenData, what: &str) -> Result<(), Refused> {
+    let covered =
+        op.facility.is_empty() && op.role == Role::Coordinator || open.authorization.allows_facility(&op.facility);
+    if covered {
+        return Ok(());
+    }
+    record(state, op.entry(Action::Denied, Outcome::Denied, format!("{what}: facility not in authorization"))).await?;
+    Err(Refused::Forbidden("この事業所は現在の災害認可の対象ではありません".into()))
+}
+
+/// What a search found, as staff see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Found {
+    pub verdict: Verdict,
+    pub message: &'static str,
+    pub candidates: Vec<CandidateView>,
+}
+
+/// A search, rate-limited per operator and audited with the candidates' ids and a keyed hash of
+/// the query (never the query).
+pub async fn search(
+    state: &AppState,
+    op: &Operator,
+    open: &Arc<OpenData>,
+    query: Query,
+    channel: &str,
+) -> Result<(Found, Receipt), Refused> {
+    check_facility(state, op, open, channel).await?;
+    if !state.rate.allow(&op.id) {
+        record(state, op.entry(Action::Denied, Outcome::Denied, format!("{channel} search: rate limit"))).await?;
+        return Err(Refused::TooMany(format!(
+            "検索が多すぎます（{SEARCH_RATE_WINDOW_SECONDS}秒に{SEARCH_RATE_PER_OPERATOR_MAX}回まで）。少し待ってください"
+        )));
+    }
+    let today = state.clock.now().date_naive();
+    let summary = serde_json::to_string(&serde_json::json!({
+        "name": query.name, "birth_date": query.birth_date, "sex": query.sex,
+        "place": query.insurer_or_address, "insurer": query.insurer_number, "insured": query.insured_number,
+    }))
+    .expect("a query serializes");
+    let query_hash = open.query_hash(&summary);
+    let searched = {
+        let open = open.clone();
+        tokio::task::spawn_blocking(move || open.index.search(&query, today))
+            .await
+            .map_err(|e| Refused::Unavailable(e.to_string()))?
+    };
+    let outcome = match searched {
+        Ok(o) => o,
+        Err(e) => {
+            let mut entry = op.entry(Action::Search, Outcome::Failed, format!("{channel} search refused: {e}"));
+            entry.query_hash = Some(query_hash);
+            record(state, entry).await?;
+            return Err(Refused::BadRequest(e.to_string()));
+        }
+    };
+    let candidates: Vec<CandidateView> = outcome.candidates.iter().map(|c| candidate_view(&open.index, c)).collect();
+    let mut entry = op.entry(
+        Action::Search,
+        Outcome::Ok,
+        format!("{channel} search: {:?}, {} candidates", outcome.verdict, candidates.len()),
+    );
+    entry.subjects = candidates.iter().filter_map(|c| PersonId::parse(&c.person_id).ok()).collect();
+    entry.query_hash = Some(query_hash);
+    let receipt = record(state, entry).await?;
+    let found =
+        Found { verdict: outcome.verdict, message: crate::disclose::verdict_message(outcome.verdict), candidates };
+    Ok((found, receipt))
+}
+
+/// A field event as shown: who recorded where the person was, when.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventLine {
+    pub seq: i64,
+    pub at: DateTime<Utc>,
+    pub staff_id: String,
+    pub facility: String,
+    #[serde(flatten)]
+    pub event: FieldEvent,
+}
+
+/// A person's record as the operator's role may see it, with their field events.
+#[derive(Debug, Clone, Serialize)]
+pub struct PersonView {
+    pub purpose: String,
+    pub record: Disclosed,
+    pub events: Vec<EventLine>,
+    /// Events sealed under an earlier authorization's key: not readable now.
+    pub unreadable_events: usize,
+}
+
+fn person_id(raw: &str) -> Result<PersonId, Refused> {
+    PersonId::parse(raw).map_err(|_| Refused::NotFound("この個人IDの記録はありません".into()))
+}
+
+/// Opens one person's record for `purpose`, as `action` (a view or a print), audited with the
+/// person and the purpose before anything is returned.
+pub async fn open_person(
+    state: &AppState,
+    op: &Operator,
+    open: &Arc<OpenData>,
+    raw_id: &str,
+    purpose: &Purpose,
+    action: Action,
+    channel: &str,
+) -> Result<(PersonView, Receipt), Refused> {
+    check_facility(state, op, open, channel).await?;
+    let id = person_id(raw_id)?;
+    let record = {
+        let (open, id) = (open.clone(), id.clone());
+        tokio::task::spawn_blocking(move || open.record(id.as_str()))
+            .await
+            .map_err(|e| Refused::Unavailable(e.to_string()))?
+    };
+    let record = match record {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            record_entry(
+                state,
+                op,
+                Action::Denied,
+                Outcome::Failed,
+                &id,
+                Some(purpose),
+                &format!("{channel}: no such person"),
+            )
+            .await?;
+            return Err(Refused::NotFound("この個人IDの記録はこの地域のデータにありません".into()));
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read a record from the snapshot");
+            return Err(Refused::Unavailable(format!("記録を読めません（{e}）。コーディネーターに連絡してください")));
+        }
+    };
+    let sections = open.authorization.sections_for(op.role).to_vec();
+    let today = state.clock.now().date_naive();
+    let disclosed = disclose(&record, &sections, today);
+    drop(record);
+    let rows = {
+        let id = id.clone();
+        state
+            .with_node(move |node, _| node.store.field_events(id.as_str()))
+            .await
+            .map_err(|e| Refused::Unavailable(format!("{e:?}")))?
+            .map_err(|e| Refused::Unavailable(e.to_string()))?
+    };
+    let mut events = Vec::new();
+    let mut unreadable = 0;
+    for row in &rows {
+        match open.open_event(row) {
+            Some(event) => events.push(EventLine {
+                seq: row.seq,
+                at: row.at,
+                staff_id: row.staff_id.clone(),
+                facility: row.facility.clone(),
+                event,
+            }),
+            None => unreadable += 1,
+        }
+    }
+    let detail = format!("{channel}: sections {}", disclosed.sections.join(","));
+    let receipt = record_entry(state, op, action, Outcome::Ok, &id, Some(purpose), &detail).await?;
+    Ok((PersonView { purpose: purpose.label(), record: disclosed, events, unreadable_events: unreadable }, receipt))
+}
+
+async fn record_entry(
+    state: &AppState,
+    op: &Operator,
+    action: Action,
+    outcome: Outcome,
+    id: &PersonId,
+    purpose: Option<&Purpose>,
+    detail: &str,
+) -> Result<Receipt, Refused> {
+    let mut entry = op.entry(action, outcome, detail);
+    entry.subjects = vec![id.clone()];
+    entry.purpose = purpose.map(Purpose::label);
+    record(state, entry).await
+}
+
+/// Records where a person is now (and a handover note), sealed under the data key, audited.
+pub async fn record_event(
+    state: &AppState,
+    op: &Operator,
+    open: &Arc<OpenData>,
+    raw_id: &str,
+    event: FieldEvent,
+    channel: &str,
+) -> Result<(i64, Receipt), Refused> {
+    check_facility(state, op, open, channel).await?;
+    let id = person_id(raw_id)?;
+    if open.index.position_of(id.as_str()).is_none() {
+        return Err(Refused::NotFound("この個人IDの記録はこの地域のデータにありません".into()));
+    }
+    let (open2, op2, id2) = (open.clone(), op.clone(), id.clone());
+    let seq = state
+        .with_node(move |node, s| -> Result<i64, String> {
+            let at = node.now(s.clock.as_ref()).map_err(|e| e.to_string())?;
+            let row = open2.seal_event(&event, id2.as_str(), &op2.id, &op2.facility, at);
+            node.store.add_field_event(&row).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| Refused::Unavailable(format!("{e:?}")))?
+        .map_err(|e| Refused::Unavailable(format!("居場所を保存できません（{e}）")))?;
+    let receipt =
+        record_entry(state, op, Action::FieldEvent, Outcome::Ok, &id, None, &format!("{channel}: field event {seq}"))
+            .await?;
+    Ok((seq, receipt))
+}
