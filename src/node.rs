@@ -244,7 +244,9 @@ impl Node {
         if to <= now {
             return Err(NodeError::ClockBackwards { now: crate::authz::jst(now), to: crate::authz::jst(to) });
         }
-        let offset = (to - clock.now()).num_seconds().max(0);
+        // Whole seconds, rounded up: rounded down, the node's time would sit just below the new
+        // high-water mark and refuse to serve for up to a second.
+        let offset = ((to - clock.now()).num_milliseconds() + 999).div_euclid(1000).max(0);
         self.store.move_clock(now, to, offset)?;
         Ok(())
     }

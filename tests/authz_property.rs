@@ -262,3 +262,18 @@ fn a_restart_inside_the_window_comes_back_active_and_after_it_inactive_without_t
     assert!(!row.active && row.code.is_none(), "{row:?}");
     assert_eq!(row.closed_reason.as_deref(), Some(kaigo_field::gate::REASON_EXPIRED));
 }
+
+#[test]
+fn a_clock_moved_forward_to_a_whole_minute_is_not_behind_its_own_mark() {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_dir(template(), tmp.path());
+    let mut node = Node::open(&NodeDir::new(tmp.path().join("node"))).unwrap();
+    // The device clock has a fraction of a second; the coordinator types whole minutes.
+    let clock = ManualClock::new(start() + chrono::Duration::milliseconds(25_700));
+    let to = start() + chrono::Duration::hours(5);
+    node.move_clock_forward(to, &clock).unwrap();
+    let now = node.now(&clock).unwrap();
+    assert!(now >= to, "the node's time {now} is behind the mark {to} it just set");
+    assert!(now - to < chrono::Duration::seconds(1));
+    assert!(!matches!(node.check_access(&clock), Err(kaigo_field::gate::Denied::ClockBehind { .. })));
+}

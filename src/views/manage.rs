@@ -187,7 +187,7 @@ pub fn enrolled_page(chrome: &Chrome<'_>, v: &EnrolledView) -> Markup {
             section.slip {
                 p { (v.name) "（" (v.role.label()) @if !v.facility.is_empty() { "・事業所 " (v.facility) } "）を登録しました。次をご本人に渡してください。この画面は一度しか表示されません。" }
                 dl {
-                    dt { "職員ID" } dd.big.mono { (v.id) }
+                    dt { "職員ID" } dd.big.mono #staff-id { (v.id) }
                     dt { "ワンタイムコード" } dd.big.mono #login-code { (v.code) }
                 }
                 (qr_image(&format!("{}?staff_id={}", v.login_url, v.id), "ログイン画面の URL と職員IDの QR コード"))
