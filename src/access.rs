@@ -15,7 +15,7 @@ use crate::gate::OpenData;
 use crate::http::AppState;
 use crate::limits::{SEARCH_RATE_PER_OPERATOR_MAX, SEARCH_RATE_WINDOW_SECONDS};
 use crate::model::PersonId;
-use crate::search::matcher::{Query, Verdict};
+use crate::search::matcher::{Query, QueryError, Verdict};
 
 /// Someone enrolled on this node, signed in (web) or holding a token (API).
 #[derive(Debug, Clone)]
@@ -97,7 +97,7 @@ pub async fn search(
             "検索が多すぎます（{SEARCH_RATE_WINDOW_SECONDS}秒に{SEARCH_RATE_PER_OPERATOR_MAX}回まで）。少し待ってください"
         )));
     }
-    let today = state.clock.now().date_naive();
+    let today = node_today(state).await?;
     let summary = serde_json::to_string(&serde_json::json!({
         "name": query.name, "birth_date": query.birth_date, "sex": query.sex,
         "place": query.insurer_or_address, "insurer": query.insurer_number, "insured": query.insured_number,
@@ -113,7 +113,14 @@ pub async fn search(
     let outcome = match searched {
         Ok(o) => o,
         Err(e) => {
-            let mut entry = op.entry(Action::Search, Outcome::Failed, format!("{channel} search refused: {e}"));
+            // The kind of refusal only: the message quotes what was typed, which stays out of the log.
+            let kind = match e {
+                QueryError::NotEnough => "not enough fields",
+                QueryError::CardIncomplete => "card route incomplete",
+                QueryError::Date(_) => "unreadable birth date",
+                QueryError::Sex(_) => "unreadable sex",
+            };
+            let mut entry = op.entry(Action::Search, Outcome::Failed, format!("{channel} search refused: {kind}"));
             entry.query_hash = Some(query_hash);
             record(state, entry).await?;
             return Err(Refused::BadRequest(e.to_string()));
@@ -150,12 +157,30 @@ pub struct PersonView {
     pub purpose: String,
     pub record: Disclosed,
     pub events: Vec<EventLine>,
-    /// Events sealed under an earlier authorization's key: not readable now.
+    /// Events sealed under an earlier snapshot's data key: not readable now.
     pub unreadable_events: usize,
 }
 
-fn person_id(raw: &str) -> Result<PersonId, Refused> {
-    PersonId::parse(raw).map_err(|_| Refused::NotFound("この個人IDの記録はありません".into()))
+/// A person id from a URL; a malformed one is refused and logged like any other miss.
+async fn person_id(state: &AppState, op: &Operator, raw: &str, channel: &str) -> Result<PersonId, Refused> {
+    match PersonId::parse(raw) {
+        Ok(id) => Ok(id),
+        Err(_) => {
+            record(state, op.entry(Action::Denied, Outcome::Failed, format!("{channel}: malformed person id"))).await?;
+            Err(Refused::NotFound("この個人IDの記録はありません".into()))
+        }
+    }
+}
+
+/// Today in Japan by the node's time (the clock plus any forward correction): ages, and whether
+/// a certification is in force, are counted on the date the staff live in.
+async fn node_today(state: &AppState) -> Result<chrono::NaiveDate, Refused> {
+    let now = state
+        .with_node(|node, s| node.now(s.clock.as_ref()).map_err(|e| e.to_string()))
+        .await
+        .map_err(|e| Refused::Unavailable(format!("{e:?}")))?
+        .map_err(Refused::Unavailable)?;
+    Ok((now + chrono::Duration::hours(9)).date_naive())
 }
 
 /// Opens one person's record for `purpose`, as `action` (a view or a print), audited with the
@@ -170,7 +195,7 @@ pub async fn open_person(
     channel: &str,
 ) -> Result<(PersonView, Receipt), Refused> {
     check_facility(state, op, open, channel).await?;
-    let id = person_id(raw_id)?;
+    let id = person_id(state, op, raw_id, channel).await?;
     let record = {
         let (open, id) = (open.clone(), id.clone());
         tokio::task::spawn_blocking(move || open.record(id.as_str()))
@@ -198,7 +223,7 @@ pub async fn open_person(
         }
     };
     let sections = open.authorization.sections_for(op.role).to_vec();
-    let today = state.clock.now().date_naive();
+    let today = node_today(state).await?;
     let disclosed = disclose(&record, &sections, today);
     drop(record);
     let rows = {
@@ -253,8 +278,10 @@ pub async fn record_event(
     channel: &str,
 ) -> Result<(i64, Receipt), Refused> {
     check_facility(state, op, open, channel).await?;
-    let id = person_id(raw_id)?;
+    let id = person_id(state, op, raw_id, channel).await?;
     if open.index.position_of(id.as_str()).is_none() {
+        record_entry(state, op, Action::Denied, Outcome::Failed, &id, None, &format!("{channel}: no such person"))
+            .await?;
         return Err(Refused::NotFound("この個人IDの記録はこの地域のデータにありません".into()));
     }
     let (open2, op2, id2) = (open.clone(), op.clone(), id.clone());

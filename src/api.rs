@@ -73,9 +73,8 @@ impl FromRequestParts<AppState> for Operator {
                 state
                     .with_node(move |node, s| {
                         let staff = node.store.staff_by_token_hash(&hash)?;
-                        let access = node.check_access(s.clock.as_ref());
-                        let active = access.as_ref().ok().map(|row| row.id.clone());
-                        let closed = access.err().map(|denied| denied.to_string());
+                        let active = node.authorization_in_force(s.clock.as_ref());
+                        let closed = node.check_access(s.clock.as_ref()).err().map(|denied| denied.to_string());
                         Ok::<_, crate::store::StoreError>(staff.map(|st| {
                             let allowed = still_allowed(&st, active.as_deref()).map_err(|why| (why, closed));
                             (st, allowed)
@@ -98,8 +97,9 @@ impl FromRequestParts<AppState> for Operator {
             }
             // The authorization this person was enrolled under is over: say so, as for any
             // request while the data is closed.
-            Some((s, Err((LoginError::AuthorizationEnded, Some(closed))))) => {
-                (s.id, StatusCode::FORBIDDEN, format!("{closed}。{}", LoginError::AuthorizationEnded))
+            Some((s, Err((LoginError::AuthorizationEnded, closed)))) => {
+                let ended = LoginError::AuthorizationEnded.to_string();
+                (s.id, StatusCode::FORBIDDEN, closed.map_or_else(|| ended.clone(), |c| format!("{c}。{ended}")))
             }
             Some((s, Err((why, _)))) => (s.id, StatusCode::UNAUTHORIZED, why.to_string()),
             None => (

@@ -375,8 +375,11 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Central(CentralCommand::Authorize(args)) => authorize_command(&args, &clock).map(|_| ()),
         Command::Node(NodeCommand::Init { dir, bundle, seal, coordinator }) => {
             let passphrase = if seal { Some(new_passphrase()?) } else { None };
-            let info = node::init(&NodeDir::new(&dir), &bundle, passphrase.as_deref().map(|p| p.as_str()))?;
+            // Asked and checked before anything is written, so a refused passphrase leaves no
+            // half-made node behind.
             let (chosen, generated) = coordinator_passphrase()?;
+            crate::staff::check_new_secret(&chosen)?;
+            let info = node::init(&NodeDir::new(&dir), &bundle, passphrase.as_deref().map(|p| p.as_str()))?;
             let mut node = Node::open(&NodeDir::new(&dir))?;
             let id =
                 first_coordinator(&mut node, &coordinator, &chosen, passphrase.as_deref().map(|p| p.as_str()), &clock)?;

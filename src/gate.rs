@@ -58,8 +58,9 @@ impl OpenData {
         }
     }
 
-    /// Opens a stored field event; `None` if it was sealed under another authorization's key
-    /// (or altered).
+    /// Opens a stored field event; `None` if it was sealed under another snapshot's data key
+    /// (written before the node took a newer snapshot) or altered. Any authorization that opens
+    /// this snapshot reads the events written under it, as the central can.
     pub fn open_event(&self, row: &FieldEventRow) -> Option<FieldEvent> {
         let plain = self.data_key.open(&event_aad(&row.person_id, &row.staff_id, row.at), &row.sealed)?;
         serde_json::from_slice(&plain).ok()
@@ -231,6 +232,14 @@ impl Node {
             return Err(Denied::NotYetValid { disaster: row.disaster, from: jst(row.not_before) });
         }
         Ok(row)
+    }
+
+    /// The id of the authorization in force, after ending it if its window is over. A clock
+    /// fault or a window not yet begun does not end it: staff enrolled under it keep their
+    /// enrolment, and the gate refuses their requests with that reason instead.
+    pub fn authorization_in_force(&mut self, clock: &dyn Clock) -> Option<String> {
+        let _ = self.check_access(clock);
+        self.store.active_authorization().ok().flatten().map(|row| row.id)
     }
 
     /// The authorization in force, decoded (for its facility rules and scope), if any.

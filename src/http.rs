@@ -309,6 +309,7 @@ async fn security_headers(request: Request, next: Next) -> Response {
     set(h, "referrer-policy", "no-referrer");
     set(h, "permissions-policy", "camera=(), microphone=(), geolocation=(), interest-cohort=()");
     set(h, "x-frame-options", "DENY");
+    set(h, "strict-transport-security", "max-age=31536000");
     set(h, "cache-control", "no-store");
     response
 }

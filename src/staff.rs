@@ -12,8 +12,8 @@ use zeroize::Zeroizing;
 
 use crate::authz::{Authorization, Role};
 use crate::limits::{
-    LOGIN_FAILURES_MAX, SECRET_PASSPHRASE_CHARS_MIN, SECRET_PIN_DIGITS_MIN, SESSION_IDLE_SECONDS, SESSION_MAX_SECONDS,
-    SESSION_TOUCH_SECONDS,
+    LOGIN_FAILURES_MAX, LOGIN_LOCKOUT_SECONDS, SECRET_PASSPHRASE_CHARS_MIN, SECRET_PIN_DIGITS_MIN,
+    SESSION_IDLE_SECONDS, SESSION_MAX_SECONDS, SESSION_TOUCH_SECONDS,
 };
 use crate::model::OfficeNumber;
 use crate::store::{SessionRow, StaffRow, Store, StoreError};
@@ -204,14 +204,19 @@ pub enum SignedIn {
     Ready,
 }
 
-/// Why a sign-in failed. The wording never says whether the id exists.
+/// Why a sign-in failed. A wrong id and a wrong secret read alike; a locked or revoked account
+/// says so, because the person at the desk needs to know what to do (which tells a guesser the
+/// id exists, a trade accepted on a shelter's own network with lockout in place).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LoginError {
     #[error(
-        "職員IDかコード（PIN・パスフレーズ）が違います。あと{remaining}回間違えると、しばらくログインできなくなります"
+        "職員IDかコード（PIN・パスフレーズ）が違います。{LOGIN_FAILURES_MAX}回続けて間違えると、{}分間ログインできなくなります",
+        LOGIN_LOCKOUT_SECONDS / 60
     )]
-    Wrong { remaining: u32 },
-    #[error("間違いが続いたため、{until} までログインできません。急ぐときはコーディネーターに相談してください")]
+    Wrong,
+    #[error(
+        "間違いが続いたため、{until} までログインできません。急ぐときはコーディネーターに新しい登録を依頼してください"
+    )]
     Locked { until: String },
     #[error("この職員の登録は取り消されています。コーディネーターに相談してください")]
     Revoked,
@@ -228,7 +233,7 @@ pub fn check_login(staff: Option<&StaffRow>, secret: &str, now: DateTime<Utc>) -
     let Some(staff) = staff else {
         // Spend the same effort as for a real account.
         let _ = secret_matches(secret, DUMMY_HASH);
-        return Err(LoginError::Wrong { remaining: LOGIN_FAILURES_MAX });
+        return Err(LoginError::Wrong);
     };
     if staff.revoked_at.is_some() {
         return Err(LoginError::Revoked);
@@ -236,11 +241,10 @@ pub fn check_login(staff: Option<&StaffRow>, secret: &str, now: DateTime<Utc>) -
     if let Some(until) = staff.locked_until.filter(|u| *u > now) {
         return Err(LoginError::Locked { until: crate::authz::jst(until) });
     }
-    let remaining = LOGIN_FAILURES_MAX.saturating_sub(staff.failures + 1);
     match (&staff.secret_hash, &staff.login_code_hash) {
         (Some(hash), _) if secret_matches(secret, hash) => Ok(SignedIn::Ready),
         (None, Some(hash)) if secret_matches(&normalize_code(secret), hash) => Ok(SignedIn::MustSetSecret),
-        _ => Err(LoginError::Wrong { remaining }),
+        _ => Err(LoginError::Wrong),
     }
 }
 
@@ -332,11 +336,11 @@ mod tests {
         let staff = row(None, Some(hash_secret("ABCDE23456")));
         assert_eq!(check_login(Some(&staff), "abcde-23456", now), Ok(SignedIn::MustSetSecret));
         assert_eq!(check_login(Some(&staff), "ＡＢＣＤＥ２３４５６", now), Ok(SignedIn::MustSetSecret));
-        assert!(matches!(check_login(Some(&staff), "ABCDE23457", now), Err(LoginError::Wrong { remaining: 4 })));
+        assert!(matches!(check_login(Some(&staff), "ABCDE23457", now), Err(LoginError::Wrong)));
         let staff = row(Some(new_secret_hash("240815").unwrap()), None);
         assert_eq!(check_login(Some(&staff), "240815", now), Ok(SignedIn::Ready));
-        assert!(matches!(check_login(Some(&staff), "ABCDE23456", now), Err(LoginError::Wrong { .. })));
-        assert!(matches!(check_login(None, "240815", now), Err(LoginError::Wrong { .. })));
+        assert!(matches!(check_login(Some(&staff), "ABCDE23456", now), Err(LoginError::Wrong)));
+        assert!(matches!(check_login(None, "240815", now), Err(LoginError::Wrong)));
     }
 
     #[test]

@@ -108,7 +108,7 @@ impl FromRequestParts<AppState> for Signed {
                         store.delete_session(&hash).map_err(|e| e.to_string())?;
                         return Ok(Err(NoSession::SignIn));
                     };
-                    let active = node.check_access(s.clock.as_ref()).ok().map(|row| row.id);
+                    let active = node.authorization_in_force(s.clock.as_ref());
                     if let Err(why) = staff::still_allowed(&staff, active.as_deref()) {
                         node.store.delete_session(&hash).map_err(|e| e.to_string())?;
                         return Ok(Err(NoSession::Ended(Box::new(staff), why)));
@@ -285,7 +285,7 @@ pub async fn login(State(state): State<AppState>, jar: CookieJar, Form(form): Fo
         .with_node(move |node, s| -> Result<LoginLookup, String> {
             let now = node.now(s.clock.as_ref()).map_err(|e| e.to_string())?;
             let staff = node.store.staff(&id).map_err(|e| e.to_string())?;
-            let active = node.check_access(s.clock.as_ref()).ok().map(|row| row.id);
+            let active = node.authorization_in_force(s.clock.as_ref());
             Ok((staff, now, active))
         })
         .await;
@@ -326,6 +326,10 @@ pub async fn login(State(state): State<AppState>, jar: CookieJar, Form(form): Fo
             };
             let stored = state
                 .with_node(move |node, _| -> Result<(), String> {
+                    // Sessions that can no longer be used are removed whenever someone signs in.
+                    let idle = now - Duration::seconds(crate::limits::SESSION_IDLE_SECONDS);
+                    let old = now - Duration::seconds(crate::limits::SESSION_MAX_SECONDS);
+                    node.store.expire_sessions(idle, old).map_err(|e| e.to_string())?;
                     node.store.note_login_success(&id).map_err(|e| e.to_string())?;
                     node.store.add_session(&session).map_err(|e| e.to_string())
                 })
@@ -344,7 +348,7 @@ pub async fn login(State(state): State<AppState>, jar: CookieJar, Form(form): Fo
             (jar, Redirect::to(next)).into_response()
         }
         Err(why) => {
-            if matches!(why, LoginError::Wrong { .. }) && row.is_some() {
+            if matches!(why, LoginError::Wrong) && row.is_some() {
                 let id = staff_id.clone();
                 let _ = state
                     .with_node(move |node, _| {
@@ -387,6 +391,9 @@ pub async fn logout(
 }
 
 pub async fn pin_form(signed: Signed) -> Response {
+    if !signed.must_set_secret {
+        return Redirect::to("/search").into_response();
+    }
     let bar = signed.bar();
     html(views::set_secret_page(&Chrome { drill: drill_now(), user: Some(&bar) }, &signed.session.csrf, None))
         .into_response()
@@ -405,6 +412,10 @@ pub struct PinForm {
 pub async fn set_pin(State(state): State<AppState>, signed: Signed, Form(form): Form<PinForm>) -> Response {
     if let Err(r) = signed.check_csrf(&state, &form.csrf).await {
         return r;
+    }
+    // Only right after the one-time code: changing a PIN would need the old one.
+    if !signed.must_set_secret {
+        return Redirect::to("/search").into_response();
     }
     let bar = signed.bar();
     let chrome = Chrome { drill: drill_now(), user: Some(&bar) };
@@ -653,8 +664,11 @@ pub async fn handover(State(state): State<AppState>, signed: Signed, Path(id): P
     match access::open_person(&state, &signed.op, &open, &id, &purpose, Action::Print, "web handover").await {
         Ok((view, receipt)) => {
             let events = event_views(&view.events);
-            let node_id = state.with_node(|node, _| node.info.node_id.clone()).await.unwrap_or_default();
-            let printed_at = jst(state.clock.now());
+            let (node_id, now) = state
+                .with_node(|node, s| (node.info.node_id.clone(), node.now(s.clock.as_ref()).ok()))
+                .await
+                .unwrap_or_default();
+            let printed_at = now.map(jst).unwrap_or_default();
             let by = format!("{}（{}）", signed.op.name, signed.op.role.label());
             let page = views::handover_sheet(
                 &chrome,
@@ -685,7 +699,7 @@ async fn manage_view(
         .with_node(move |node, s| -> Result<views::ManageView, String> {
             let now = node.now(s.clock.as_ref()).map_err(|e| e.to_string())?;
             let access = node.check_access(s.clock.as_ref());
-            let active_id = access.as_ref().ok().map(|row| row.id.clone());
+            let active_id = node.authorization_in_force(s.clock.as_ref());
             let authorization = node.active_authorization(s.clock.as_ref()).map_err(|e| e.to_string())?;
             let staff = node.store.all_staff().map_err(|e| e.to_string())?;
             let staff = staff
@@ -741,7 +755,7 @@ async fn manage_view(
 
 fn describe_facilities(a: &crate::authz::Authorization) -> String {
     let f = &a.facilities;
-    if f.is_empty() { "すべての事業所".to_owned() } else { f.join("、") }
+    if f.is_empty() { "なし（この認可では職員を登録できません）".to_owned() } else { f.join("、") }
 }
 
 async fn manage_page(
@@ -1128,7 +1142,8 @@ pub async fn audit_log(
         .iter()
         .map(|e| views::AuditLine {
             seq: e.seq,
-            at: e.wall_time.clone(),
+            at: DateTime::parse_from_rfc3339(&e.wall_time)
+                .map_or_else(|_| e.wall_time.clone(), |t| jst(t.with_timezone(&Utc))),
             operator: e.operator.clone(),
             facility: e.facility.clone().unwrap_or_default(),
             role: e.role.as_deref().and_then(Role::parse).map(|r| r.label().to_owned()).unwrap_or_default(),

@@ -299,6 +299,20 @@ async fn revocation_lockout_clock_correction_and_the_api_mirror() {
     let support = client(&demo);
     assert_eq!(sign_in(&support, &url, support_id, support_pin).await.0, StatusCode::SEE_OTHER);
     assert_eq!(search(&support, &url, &kana, &birth).await.0, StatusCode::OK);
+    // A clock fault is not the end of anyone's access: while the node's clock is behind its
+    // trusted time the pages refuse with that reason (503), and the session is still there
+    // once the clock is right.
+    let db = rusqlite::Connection::open(demo.dir.join("node/node.db")).unwrap();
+    let mark = |t: chrono::DateTime<chrono::Utc>| {
+        db.execute("UPDATE trusted_time SET high_water = ?1", [t]).unwrap();
+    };
+    mark(chrono::Utc::now() + chrono::Duration::days(1));
+    let (status, page) = text(&support, &format!("{url}search")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(page.contains("時計"), "{page}");
+    mark(chrono::Utc::now() - chrono::Duration::hours(1));
+    assert_eq!(text(&support, &format!("{url}search")).await.0, StatusCode::OK);
+
     let coordinator = client(&demo);
     assert_eq!(sign_in(&coordinator, &url, coordinator_id, coordinator_pass).await.0, StatusCode::SEE_OTHER);
     let (_, manage) = text(&coordinator, &format!("{url}manage")).await;

@@ -307,7 +307,7 @@ pub struct PersonPage<'a> {
     pub disclosed: &'a Disclosed,
     pub purpose: &'a str,
     pub events: &'a [EventView],
-    /// Events sealed under an earlier authorization's key, which this node cannot read now.
+    /// Events sealed under an earlier snapshot's data key, which this node cannot read now.
     pub unreadable_events: usize,
     pub error: Option<&'a str>,
     pub coordinator: bool,
@@ -330,7 +330,7 @@ pub fn person_page(chrome: &Chrome<'_>, csrf: &str, p: &PersonPage<'_>) -> Marku
                 h2 { "いまの居場所と申し送り" }
                 @if let Some(error) = p.error { p.error role="alert" { (error) } }
                 (events_list(p.events))
-                @if p.unreadable_events > 0 { p.hint { "以前の災害認可のときの記録が " (p.unreadable_events) " 件あります（今の認可では読めません）。" } }
+                @if p.unreadable_events > 0 { p.hint { "以前のスナップショットのときの記録が " (p.unreadable_events) " 件あります（今のデータ鍵では読めません）。" } }
                 form method="post" action={"/person/" (d.person_id) "/events"} {
                     (csrf_field(csrf))
                     fieldset {

@@ -1,0 +1,91 @@
+//! The node's first coordinator, end to end: made at `node init` (a passphrase given, checked
+//! before anything is written, or generated and printed once), signs in with no authorization
+//! and sees no personal data, then imports an authorization by pasting its text code on the
+//! management page, and closes it again; every step is in the audit log.
+
+mod common;
+
+use common::{Fixture, Spawned, csrf_of, https_session, run_env};
+use reqwest::StatusCode;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_coordinator_signs_in_without_an_authorization_and_imports_one_on_the_page() {
+    let f = Fixture::new(60);
+    common::ok(
+        &["central", "enroll-node", "--dir", "central", "--node-id", "n", "--region", "17", "--out", "n.bundle"],
+        f.dir(),
+    );
+
+    // A passphrase too short is refused before the node directory is made.
+    let weak = run_env(
+        &["node", "init", "--dir", "n", "--bundle", "n.bundle"],
+        f.dir(),
+        &[("KAIGO_FIELD_COORDINATOR_PASSPHRASE", "short")],
+    );
+    assert!(!weak.status.success());
+    assert!(String::from_utf8_lossy(&weak.stderr).contains("パスフレーズは8文字以上"));
+    assert!(!f.path("n/node.db").exists(), "nothing half-made is left");
+
+    // With no terminal and none given, one is generated and printed once.
+    let out =
+        common::ok(&["node", "init", "--dir", "n", "--bundle", "n.bundle", "--coordinator", "輪島 調整"], f.dir());
+    assert!(out.contains("最初のコーディネーター: 職員ID staff-1（輪島 調整）"), "{out}");
+    let passphrase =
+        out.lines().find_map(|l| l.split("控えてください）: ").nth(1)).expect("printed once").trim().to_owned();
+    common::ok(&["snapshot", "import", "--dir", "n", "region.kfsnap", "--quiet"], f.dir());
+
+    let mut server = Spawned::start(&["serve", "--dir", "n", "--listen", "127.0.0.1:0"], f.dir(), &[]);
+    let url = server.url();
+    let c = https_session(&f.path("n/tls/ca.pem"));
+    let page = c.get(format!("{url}login")).send().await.unwrap().text().await.unwrap();
+    let r = c
+        .post(format!("{url}login"))
+        .form(&[("csrf", csrf_of(&page).as_str()), ("staff_id", "staff-1"), ("secret", passphrase.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+
+    // Signed in, but with no authorization nothing personal opens.
+    let r = c.get(format!("{url}search")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(r.text().await.unwrap().contains("災害認可がありません"));
+    let manage = c.get(format!("{url}manage")).send().await.unwrap().text().await.unwrap();
+    assert!(manage.contains("災害認可が有効なときだけ職員を登録できます"), "{manage}");
+
+    // The central's text code, pasted into the page.
+    let mut args = Fixture::drill_args("n", "172049,172057", "a.kfauth");
+    args.push("--text");
+    let issued = common::ok(&args, f.dir());
+    let code = issued.lines().find(|l| l.starts_with("KFA1-")).expect("a text code").to_owned();
+    let form = reqwest::multipart::Form::new().text("csrf", csrf_of(&manage)).text("code", code);
+    let r = c.post(format!("{url}manage/authz/import")).multipart(form).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.text().await.unwrap().contains("認可を取り込みました"));
+    let r = c.get(format!("{url}search")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+
+    // A forged code is refused with the reason, and logged.
+    let manage = c.get(format!("{url}manage")).send().await.unwrap().text().await.unwrap();
+    let form = reqwest::multipart::Form::new().text("csrf", csrf_of(&manage)).text("code", "KFA1-NOT-A-CODE");
+    let r = c.post(format!("{url}manage/authz/import")).multipart(form).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+
+    let manage = c.get(format!("{url}manage")).send().await.unwrap().text().await.unwrap();
+    let r = c.post(format!("{url}manage/authz/close")).form(&[("csrf", csrf_of(&manage))]).send().await.unwrap();
+    assert!(r.text().await.unwrap().contains("を終了しました"));
+    assert_eq!(c.get(format!("{url}search")).send().await.unwrap().status(), StatusCode::FORBIDDEN);
+
+    assert!(server.terminate().0.success());
+    let export = common::ok(&["audit", "export", "--dir", "n"], f.dir());
+    let by_coordinator: Vec<serde_json::Value> = export
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["operator"] == "staff-1")
+        .collect();
+    for action in ["login", "authorization_import", "authorization_refused", "authorization_close"] {
+        assert!(by_coordinator.iter().any(|e| e["action"] == action), "{action} is not in the log");
+    }
+    assert!(common::ok(&["audit", "verify", "--dir", "n"], f.dir()).contains("正常"));
+}
