@@ -158,6 +158,11 @@ async fn enrol_sign_in_find_open_record_hand_over_and_close() {
     coordinator.js("document.getElementById('to').value = arguments[0]; return null", vec![later.into()]).await;
     coordinator.submit("form[action='/manage/clock']").await;
     assert!(coordinator.page_source().await.contains("時計を"), "the clock moved");
+    coordinator.goto(&format!("{url}manage/audit")).await;
+    assert_eq!(coordinator.text("h1").await, "監査ログ");
+    assert!(coordinator.page_source().await.contains("field_event"));
+    coordinator.assert_accessible().await;
+    coordinator.screenshot("audit").await;
     staff.goto(&format!("{url}search")).await;
     let closed = staff.page_source().await;
     assert!(closed.contains("終了しました") && closed.contains("期限切れ"), "{closed}");

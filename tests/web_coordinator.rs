@@ -55,7 +55,7 @@ async fn the_first_coordinator_signs_in_without_an_authorization_and_imports_one
 
     // The central's text code, pasted into the page.
     let mut args = Fixture::drill_args("n", "172049,172057", "a.kfauth");
-    args.push("--text");
+    args.extend(["--id", "drill-1", "--text"]);
     let issued = common::ok(&args, f.dir());
     let code = issued.lines().find(|l| l.starts_with("KFA1-")).expect("a text code").to_owned();
     let form = reqwest::multipart::Form::new().text("csrf", csrf_of(&manage)).text("code", code);
@@ -64,6 +64,52 @@ async fn the_first_coordinator_signs_in_without_an_authorization_and_imports_one
     assert!(r.text().await.unwrap().contains("認可を取り込みました"));
     let r = c.get(format!("{url}search")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
+
+    // An extension (the next serial) arrives as a file and is uploaded.
+    let mut args = Fixture::drill_args("n", "172049,172057", "b.kfauth");
+    args.extend(["--id", "drill-1", "--days", "3"]);
+    let issued = common::ok(&args, f.dir());
+    assert!(issued.contains("連番 2"), "{issued}");
+    let manage = c.get(format!("{url}manage")).send().await.unwrap().text().await.unwrap();
+    let file = reqwest::multipart::Part::bytes(std::fs::read(f.path("b.kfauth")).unwrap()).file_name("b.kfauth");
+    let form = reqwest::multipart::Form::new().text("csrf", csrf_of(&manage)).part("file", file);
+    let r = c.post(format!("{url}manage/authz/import")).multipart(form).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("認可を取り込みました") && page.contains("連番 2"), "{page}");
+
+    // The log, and one person's history after the coordinator opened their record.
+    let rows = common::csv_rows(&f.path("persons.csv"));
+    let form = c.get(format!("{url}search")).send().await.unwrap().text().await.unwrap();
+    let r = c
+        .post(format!("{url}search"))
+        .form(&[
+            ("csrf", csrf_of(&form).as_str()),
+            ("insurer_number", rows[4]["insurer_number"].as_str()),
+            ("insured_number", rows[4]["insured_number"].as_str()),
+            ("card_birth_date", rows[4]["birth_date"].as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let results = r.text().await.unwrap();
+    assert!(results.contains("この人である可能性が高いです"), "the card route finds the person: {results}");
+    let start = results.find("href=\"/person/").unwrap() + "href=\"/person/".len();
+    let person = results[start..start + 32].to_owned();
+    let ask = c.get(format!("{url}person/{person}")).send().await.unwrap().text().await.unwrap();
+    c.post(format!("{url}person/{person}/purpose"))
+        .form(&[("csrf", csrf_of(&ask).as_str()), ("purpose", "other"), ("purpose_text", "家族からの安否確認")])
+        .send()
+        .await
+        .unwrap();
+    let record = c.get(format!("{url}person/{person}")).send().await.unwrap().text().await.unwrap();
+    assert!(record.contains("その他：家族からの安否確認"));
+    assert!(!record.contains("ADL"), "a coordinator sees only card, certification and care manager");
+    let log = c.get(format!("{url}manage/audit")).send().await.unwrap().text().await.unwrap();
+    assert!(log.contains("authorization_import") && log.contains("staff-1"), "{log}");
+    let history = c.get(format!("{url}manage/audit?person={person}")).send().await.unwrap().text().await.unwrap();
+    assert!(history.contains("一人の閲覧履歴") && history.contains("その他：家族からの安否確認"), "{history}");
+    assert!(history.contains(">view<") && history.contains(">search<"), "{history}");
 
     // A forged code is refused with the reason, and logged.
     let manage = c.get(format!("{url}manage")).send().await.unwrap().text().await.unwrap();
@@ -84,7 +130,7 @@ async fn the_first_coordinator_signs_in_without_an_authorization_and_imports_one
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
         .filter(|e| e["operator"] == "staff-1")
         .collect();
-    for action in ["login", "authorization_import", "authorization_refused", "authorization_close"] {
+    for action in ["login", "authorization_import", "authorization_refused", "authorization_close", "search", "view"] {
         assert!(by_coordinator.iter().any(|e| e["action"] == action), "{action} is not in the log");
     }
     assert!(common::ok(&["audit", "verify", "--dir", "n"], f.dir()).contains("正常"));

@@ -223,21 +223,15 @@ pub fn audit_page(chrome: &Chrome<'_>, person: Option<&str>, lines: &[AuditLine]
         html! {
             @if let Some(p) = person { p { "個人ID " span.mono { (p) } " の記録への、このノードでのアクセスすべて（新しい順）。" } }
             @if lines.is_empty() { p { "記録はありません。" } }
-            div.table-wrap {
-                table.audit {
-                    thead { tr {
-                        th scope="col" { "番号" } th scope="col" { "時刻" } th scope="col" { "操作者" }
-                        th scope="col" { "操作" } th scope="col" { "目的" } th scope="col" { "結果" } th scope="col" { "内容" }
-                    } }
-                    tbody {
-                        @for l in lines {
-                            tr {
-                                td { (l.seq) } td { (l.at) }
-                                td { (l.operator) @if !l.role.is_empty() { br; (l.role) } @if !l.facility.is_empty() { br; (l.facility) } }
-                                td { (l.action) @if l.subjects > 0 { br; "対象 " (l.subjects) "人" } }
-                                td { (l.purpose) } td { (l.outcome) } td { (l.detail) }
-                            }
+            ol.audit {
+                @for l in lines {
+                    li {
+                        p.head { span.mono { "#" (l.seq) } " " (l.at) " " strong { (l.action) } " " span class={"outcome outcome-" (l.outcome)} { (l.outcome) } }
+                        p { (l.operator) @if !l.role.is_empty() { "（" (l.role) "）" } @if !l.facility.is_empty() { " 事業所 " (l.facility) } }
+                        @if l.subjects > 0 || !l.purpose.is_empty() {
+                            p { @if l.subjects > 0 { "対象 " (l.subjects) "人" } @if !l.purpose.is_empty() { " 目的：" (l.purpose) } }
                         }
+                        p.detail { (l.detail) }
                     }
                 }
             }
