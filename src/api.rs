@@ -17,7 +17,7 @@ use serde::Deserialize;
 use crate::access::{self, EventLine, Found, Operator, PersonView, Refused};
 use crate::audit::{Action, Audited, NewEntry, Outcome};
 use crate::authz::{Role, jst};
-use crate::disclose::{FieldEvent, Place, Purpose};
+use crate::disclose::{FieldEvent, Purpose};
 use crate::http::{AppState, Authorized};
 use crate::limits::{SEARCH_RATE_PER_OPERATOR_MAX, SEARCH_RATE_WINDOW_SECONDS};
 use crate::search::matcher::Query;
@@ -159,6 +159,20 @@ pub struct PurposeParams {
     purpose_text: String,
 }
 
+/// A person's record for the purpose given in the query string, audited as a view.
+async fn view(
+    state: &AppState,
+    operator: &Operator,
+    open: &std::sync::Arc<crate::gate::OpenData>,
+    id: &str,
+    p: &PurposeParams,
+    channel: &str,
+) -> Result<(PersonView, crate::audit::Receipt), ApiError> {
+    let purpose = Purpose::parse(&p.purpose, &p.purpose_text)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+    Ok(access::open_person(state, operator, open, id, &purpose, Action::View, channel).await?)
+}
+
 /// `GET /api/v1/person/{id}?purpose=…`: the record as the operator's role may see it.
 pub async fn person(
     State(state): State<AppState>,
@@ -167,9 +181,7 @@ pub async fn person(
     Path(id): Path<String>,
     UrlQuery(p): UrlQuery<PurposeParams>,
 ) -> Result<Audited<Json<PersonView>>, ApiError> {
-    let purpose = Purpose::parse(&p.purpose, &p.purpose_text)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
-    let (view, receipt) = access::open_person(&state, &operator, &open, &id, &purpose, Action::View, "api").await?;
+    let (view, receipt) = view(&state, &operator, &open, &id, &p, "api").await?;
     Ok(Audited::new(receipt, Json(view)))
 }
 
@@ -181,10 +193,7 @@ pub async fn events(
     Path(id): Path<String>,
     UrlQuery(p): UrlQuery<PurposeParams>,
 ) -> Result<Audited<Json<Vec<EventLine>>>, ApiError> {
-    let purpose = Purpose::parse(&p.purpose, &p.purpose_text)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
-    let (view, receipt) =
-        access::open_person(&state, &operator, &open, &id, &purpose, Action::View, "api events").await?;
+    let (view, receipt) = view(&state, &operator, &open, &id, &p, "api events").await?;
     Ok(Audited::new(receipt, Json(view.events)))
 }
 
@@ -205,10 +214,8 @@ pub async fn add_event(
     Path(id): Path<String>,
     Json(e): Json<NewEvent>,
 ) -> Result<Audited<(StatusCode, Json<serde_json::Value>)>, ApiError> {
-    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, m);
-    let place = Place::parse(&e.place)
-        .ok_or_else(|| bad("place は shelter, facility, hospital, home, other のどれかです".into()))?;
-    let event = FieldEvent::checked(place, &e.place_name, &e.note).map_err(|e| bad(e.to_string()))?;
+    let event = FieldEvent::parse(&e.place, &e.place_name, &e.note)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
     let (seq, receipt) = access::record_event(&state, &operator, &open, &id, event, "api").await?;
     Ok(Audited::new(receipt, (StatusCode::CREATED, Json(serde_json::json!({ "seq": seq })))))
 }

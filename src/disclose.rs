@@ -277,6 +277,8 @@ pub struct FieldEvent {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FieldEventError {
+    #[error("いまの居場所を選んでください（shelter, facility, hospital, home, other）")]
+    PlaceUnknown,
     #[error("施設・病院・その他のときは、場所の名前を書いてください")]
     PlaceNameMissing,
     #[error("場所の名前は{0}文字以内にしてください")]
@@ -286,6 +288,11 @@ pub enum FieldEventError {
 }
 
 impl FieldEvent {
+    /// From a form or a JSON body: the place by its name, then `checked`.
+    pub fn parse(place: &str, place_name: &str, note: &str) -> Result<FieldEvent, FieldEventError> {
+        FieldEvent::checked(Place::parse(place).ok_or(FieldEventError::PlaceUnknown)?, place_name, note)
+    }
+
     /// Trims the text and checks it against the limits.
     pub fn checked(place: Place, place_name: &str, note: &str) -> Result<FieldEvent, FieldEventError> {
         use crate::limits::{FIELD_NOTE_CHARS_MAX, FIELD_PLACE_CHARS_MAX};

@@ -19,7 +19,7 @@ use subtle::ConstantTimeEq;
 use crate::access::{self, Operator, Refused};
 use crate::audit::{Action, Audited, NewEntry, Outcome};
 use crate::authz::{Role, jst};
-use crate::disclose::{FieldEvent, Place, Purpose};
+use crate::disclose::{FieldEvent, Purpose};
 use crate::gate::{Denied, OpenData};
 use crate::http::{AppError, AppState, drill_now};
 use crate::limits::{AUDIT_PAGE_ENTRIES, LOGIN_FAILURES_MAX, LOGIN_LOCKOUT_SECONDS};
@@ -631,13 +631,9 @@ pub async fn add_event(
     if let Err(r) = signed.check_csrf(&state, &form.csrf).await {
         return r;
     }
-    let event = match Place::parse(&form.place) {
-        None => Err("いまの居場所を選んでください".to_owned()),
-        Some(place) => FieldEvent::checked(place, &form.place_name, &form.note).map_err(|e| e.to_string()),
-    };
-    let event = match event {
+    let event = match FieldEvent::parse(&form.place, &form.place_name, &form.note) {
         Ok(e) => e,
-        Err(message) => return show_person(&state, &signed, &id, Some(&message)).await,
+        Err(e) => return show_person(&state, &signed, &id, Some(&e.to_string())).await,
     };
     let open = match open_for(&state, &signed).await {
         Ok(o) => o,
