@@ -6,7 +6,7 @@ use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
 
 use crate::authz::Section;
-use crate::model::person::{BARTHEL_ITEMS, CarePlan};
+use crate::model::person::{BARTHEL_ITEMS, CarePlan, EmergencyContact};
 use crate::model::wareki::to_wareki;
 use crate::model::{MunicipalityCode, PersonRecord};
 use crate::region;
@@ -82,6 +82,7 @@ pub struct Contact {
     pub postal_code: String,
     pub address: String,
     pub phone: String,
+    pub emergency_contacts: Vec<EmergencyContact>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -187,6 +188,7 @@ pub fn disclose(r: &PersonRecord, sections: &[Section], today: NaiveDate) -> Dis
             postal_code: r.postal_code.clone(),
             address: r.address.clone(),
             phone: r.phone.clone(),
+            emergency_contacts: r.emergency_contacts.clone(),
         }),
         certification: has(Section::Certification).then(|| Certification {
             care_level: r.care_level.label(),

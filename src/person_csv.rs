@@ -18,13 +18,13 @@ use crate::limits::{CSV_FIELD_BYTES_MAX, CSV_SNIFF_BYTES};
 use crate::model::kana;
 use crate::model::person::{
     BARTHEL_ITEMS, BURDEN_STAGES, Barthel, CareOffice, CarePlan, DEMENTIA_INDEPENDENCE, DISABILITY_INDEPENDENCE,
-    PlanNeed, SPECIAL_MEDICAL, WeeklySlot,
+    EmergencyContact, PlanNeed, SPECIAL_MEDICAL, WeeklySlot,
 };
 use crate::model::wareki::{Era, WarekiDate};
 use crate::model::{CareLevel, InsuredNumber, InsurerNumber, MunicipalityCode, OfficeNumber, PersonRecord, Sex};
 
 /// The columns, in the order `central synth` writes them. Reading accepts any order.
-pub const COLUMNS: [&str; 38] = [
+pub const COLUMNS: [&str; 39] = [
     "insurer_number",
     "card_insurer_number",
     "insured_number",
@@ -63,7 +63,12 @@ pub const COLUMNS: [&str; 38] = [
     "plan_policy",
     "plan_needs",
     "plan_weekly",
+    "emergency_contacts",
 ];
+
+/// Columns a file may leave out (added after files in the format already existed); a missing one
+/// reads as empty.
+pub const OPTIONAL_COLUMNS: [&str; 1] = ["emergency_contacts"];
 
 /// Separates the items of a list cell (diagnoses, equipment, plan rows).
 pub const LIST_SEP: char = '|';
@@ -180,6 +185,7 @@ pub fn read<R: Read>(
         return Err(CsvError::NoHeader);
     }
     let index = header_index(&record)?;
+    let width = record.len();
     let mut seen: HashSet<(InsurerNumber, InsuredNumber)> = HashSet::new();
 
     loop {
@@ -202,8 +208,8 @@ pub fn read<R: Read>(
             continue;
         }
         let mut row = Row { record: &record, index: &index, problems: Vec::new(), warnings: Vec::new() };
-        if record.len() != COLUMNS.len() {
-            row.problems.push(("(行全体)", format!("列の数が {} です（見出しは {} 列）", record.len(), COLUMNS.len())));
+        if record.len() != width {
+            row.problems.push(("(行全体)", format!("列の数が {} です（見出しは {width} 列）", record.len())));
         }
         let parsed = row.person(ids);
         let dup = parsed.as_ref().is_some_and(|p| !seen.insert((p.insurer_number.clone(), p.insured_number.clone())));
@@ -240,7 +246,7 @@ fn push(list: &mut Vec<RowProblem>, max: usize, line: u64, column: &str, reason:
     }
 }
 
-fn header_index(header: &csv::StringRecord) -> Result<Vec<usize>, CsvError> {
+fn header_index(header: &csv::StringRecord) -> Result<Vec<Option<usize>>, CsvError> {
     if header.iter().all(|h| h.trim().is_empty()) {
         return Err(CsvError::NoHeader);
     }
@@ -254,17 +260,18 @@ fn header_index(header: &csv::StringRecord) -> Result<Vec<usize>, CsvError> {
             return Err(CsvError::DuplicateColumn((*n).to_owned()));
         }
     }
-    let missing: Vec<&str> = COLUMNS.iter().copied().filter(|c| !names.contains(c)).collect();
+    let missing: Vec<&str> =
+        COLUMNS.iter().copied().filter(|c| !names.contains(c) && !OPTIONAL_COLUMNS.contains(c)).collect();
     if !missing.is_empty() {
         return Err(CsvError::MissingColumns(missing.join(", ")));
     }
-    Ok(COLUMNS.iter().map(|c| names.iter().position(|n| n == c).expect("checked above")).collect())
+    Ok(COLUMNS.iter().map(|c| names.iter().position(|n| n == c)).collect())
 }
 
 /// One row being validated: problems and warnings gather as fields are read.
 struct Row<'a> {
     record: &'a csv::StringRecord,
-    index: &'a [usize],
+    index: &'a [Option<usize>],
     problems: Vec<(&'static str, String)>,
     warnings: Vec<(&'static str, String)>,
 }
@@ -275,7 +282,7 @@ fn column_number(name: &str) -> usize {
 
 impl Row<'_> {
     fn raw(&mut self, col: &'static str) -> &str {
-        let value = self.record.get(self.index[column_number(col)]).unwrap_or("");
+        let value = self.index[column_number(col)].and_then(|i| self.record.get(i)).unwrap_or("");
         value.trim()
     }
 
@@ -417,6 +424,7 @@ impl Row<'_> {
         let equipment = self.list("equipment");
         let home_modification = self.text("home_modification");
         let plan = self.plan();
+        let emergency_contacts = self.emergency_contacts();
 
         let insurer_number = insurer_number?;
         let insured_number = insured_number?;
@@ -454,7 +462,25 @@ impl Row<'_> {
             equipment,
             home_modification,
             plan: plan?,
+            emergency_contacts,
         })
+    }
+
+    /// 緊急連絡先: entries `氏名;続柄;電話` separated by `|`.
+    fn emergency_contacts(&mut self) -> Vec<EmergencyContact> {
+        let mut out = Vec::new();
+        for entry in self.list("emergency_contacts") {
+            let p: Vec<&str> = entry.split(PART_SEP).map(str::trim).collect();
+            if p.len() != 3 || p[0].is_empty() || p[2].is_empty() {
+                self.problems.push((
+                    "emergency_contacts",
+                    format!("緊急連絡先は「氏名;続柄;電話」の3項目で、氏名と電話は必須です（入力: {entry}）"),
+                ));
+                continue;
+            }
+            out.push(EmergencyContact { name: p[0].into(), relation: p[1].into(), phone: p[2].into() });
+        }
+        out
     }
 
     fn care_office(&mut self) -> Option<CareOffice> {
@@ -599,7 +625,9 @@ impl<W: Write> Writer<W> {
             .collect();
         let weekly: Vec<String> =
             p.plan.weekly.iter().map(|w| format!("{};{};{};{}", w.day, w.start, w.end, w.service)).collect();
-        let row: [String; 38] = [
+        let contacts: Vec<String> =
+            p.emergency_contacts.iter().map(|c| format!("{};{};{}", c.name, c.relation, c.phone)).collect();
+        let row: [String; 39] = [
             p.insurer_number.to_string(),
             p.card_insurer_number.to_string(),
             p.insured_number.as_str().to_owned(),
@@ -638,6 +666,7 @@ impl<W: Write> Writer<W> {
             p.plan.policy.clone(),
             join(&needs),
             join(&weekly),
+            join(&contacts),
         ];
         self.inner.write_record(&row).map_err(csv_io)
     }

@@ -137,3 +137,63 @@ fn queries_are_varied_and_carry_their_answers() {
         assert!(noise.contains(kind), "no query with {kind}: {noise:?}");
     }
 }
+
+#[test]
+fn emergency_contacts_round_trip_and_an_older_csv_without_the_column_still_reads() {
+    use kaigo_field::keys::PersonIdKey;
+    use kaigo_field::person_csv::{self, Writer};
+    use kaigo_field::synth::{self, Generator};
+
+    let mut generator = Generator::new(synth::Params {
+        municipalities: vec![MunicipalityCode::parse("172049").unwrap()],
+        persons: 200,
+        seed: 4,
+        as_of: synth::default_as_of(),
+    })
+    .unwrap();
+    let people: Vec<_> = (0..200).map(|_| generator.person()).collect();
+    let with_contacts = people.iter().filter(|p| !p.emergency_contacts.is_empty()).count();
+    assert!((100..200).contains(&with_contacts), "most people have someone to call: {with_contacts}");
+    assert!(people.iter().flat_map(|p| &p.emergency_contacts).all(|c| !c.name.is_empty() && c.phone.starts_with('0')));
+
+    let mut writer = Writer::new(Vec::new()).unwrap();
+    for p in &people {
+        writer.write(p).unwrap();
+    }
+    let bytes = writer.finish().unwrap();
+    let ids = PersonIdKey::generate();
+    let mut read = Vec::new();
+    let report = person_csv::read(&bytes[..], None, &ids, 10, |r| read.push(r)).unwrap();
+    assert_eq!(report.valid, 200);
+    let contacts =
+        |v: &[kaigo_field::model::PersonRecord]| v.iter().map(|p| p.emergency_contacts.clone()).collect::<Vec<_>>();
+    assert_eq!(contacts(&read), contacts(&people));
+
+    // The same file without the column, as files made before it existed: every row still reads.
+    let mut table = csv::Reader::from_reader(&bytes[..]);
+    let headers = table.headers().unwrap().clone();
+    let keep: Vec<usize> = (0..headers.len()).filter(|&i| &headers[i] != "emergency_contacts").collect();
+    let mut older = csv::Writer::from_writer(Vec::new());
+    older.write_record(keep.iter().map(|&i| &headers[i])).unwrap();
+    for row in table.records() {
+        let row = row.unwrap();
+        older.write_record(keep.iter().map(|&i| &row[i])).unwrap();
+    }
+    let older = older.into_inner().unwrap();
+    let mut read = Vec::new();
+    let report = person_csv::read(&older[..], None, &ids, 10, |r| read.push(r)).unwrap();
+    assert_eq!(report.valid, 200, "{:?}", report.errors.first());
+    assert!(read.iter().all(|p| p.emergency_contacts.is_empty()));
+
+    // A contact without a phone number is reported on its line and column.
+    let text = String::from_utf8(bytes).unwrap();
+    let first = &people.iter().find(|p| !p.emergency_contacts.is_empty()).unwrap().emergency_contacts[0];
+    let broken = text.replacen(&format!(";{}", first.phone), ";", 1);
+    let report = person_csv::read(broken.as_bytes(), None, &ids, 10, |_| {}).unwrap();
+    assert_eq!(report.rows_with_errors, 1);
+    assert!(
+        report.errors[0].to_string().contains("列 emergency_contacts: 緊急連絡先は「氏名;続柄;電話」"),
+        "{}",
+        report.errors[0]
+    );
+}

@@ -198,7 +198,7 @@ async fn personal_data_needs_a_session_forms_need_their_token_and_roles_see_thei
     let (status, record) = open_person(&support, &url, &link, "life_support").await;
     assert_eq!(status, StatusCode::OK);
     assert!(record.replace(' ', "").contains(&kanji) && record.contains(&insured));
-    assert!(record.contains("要介護認定") && record.contains("ADL"));
+    assert!(record.contains("要介護認定") && record.contains("ADL") && record.contains("緊急連絡先"));
     assert!(!record.contains("負担割合"), "support staff must not see 負担割合");
 
     let receiving = client(&demo);

@@ -218,6 +218,15 @@ pub struct CarePlan {
     pub weekly: Vec<WeeklySlot>,
 }
 
+/// Someone to call about the person: family, a neighbour, a friend.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmergencyContact {
+    pub name: String,
+    /// 続柄: 長男, 配偶者, 友人 and so on.
+    pub relation: String,
+    pub phone: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PersonRecord {
     pub person_id: PersonId,
@@ -257,4 +266,7 @@ pub struct PersonRecord {
     pub equipment: Vec<String>,
     pub home_modification: String,
     pub plan: CarePlan,
+    /// 緊急連絡先. Absent in records written before the column existed.
+    #[serde(default)]
+    pub emergency_contacts: Vec<EmergencyContact>,
 }

@@ -18,7 +18,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
 use crate::keys::PersonIdKey;
-use crate::model::person::{BURDEN_STAGES, CareOffice};
+use crate::model::person::{BURDEN_STAGES, CareOffice, EmergencyContact};
 use crate::model::{CareLevel, InsuredNumber, InsurerNumber, MunicipalityCode, OfficeNumber, PersonRecord, Sex};
 use crate::region::{self, Municipality};
 
@@ -287,7 +287,7 @@ impl Generator {
             _ => 3,
         };
         let burden_stage = rng.gen_bool(0.12).then(|| BURDEN_STAGES.choose(rng).copied().unwrap_or("2").to_owned());
-        PersonRecord {
+        let mut person = PersonRecord {
             person_id: self.ids.person_id(&insurer_number, &insured_number),
             card_insurer_number: muni.own_insurer_number(),
             insurer_number,
@@ -321,6 +321,56 @@ impl Generator {
             equipment: care::equipment(rng, degree),
             home_modification: care::home_modification(rng),
             plan: care::plan(rng, degree, care_level),
-        }
+            emergency_contacts: Vec::new(),
+        };
+        add_contacts(&mut person, self.params.seed);
+        person
+    }
+}
+
+/// Relations of an emergency contact, with the contact's sex and whether they share the
+/// person's surname (a married daughter often does not).
+const RELATIONS: [(&str, Sex, f64); 8] = [
+    ("長男", Sex::Male, 1.0),
+    ("次男", Sex::Male, 1.0),
+    ("長女", Sex::Female, 0.4),
+    ("次女", Sex::Female, 0.4),
+    ("配偶者", Sex::Female, 1.0),
+    ("姪", Sex::Female, 0.3),
+    ("甥", Sex::Male, 0.5),
+    ("近所の知人", Sex::Female, 0.0),
+];
+
+/// Adds 0–2 emergency contacts, drawn from their own random stream (seeded by the population's
+/// seed and the person's card number), so adding them left the rest of every generated
+/// population as it was.
+fn add_contacts(p: &mut PersonRecord, seed: u64) {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("contacts\0{seed}\0{}", p.insured_number.as_str()));
+    let mut rng = ChaCha20Rng::from_seed(digest.into());
+    let count = match rng.gen_range(0..10) {
+        0 => 0,
+        1..=5 => 1,
+        _ => 2,
+    };
+    let names = names::names();
+    for _ in 0..count {
+        let (relation, sex, same_surname) = RELATIONS[rng.gen_range(0..RELATIONS.len())];
+        let sex = if relation == "配偶者" && p.sex == Sex::Female { Sex::Male } else { sex };
+        let family =
+            if rng.gen_bool(same_surname) { p.family_name.clone() } else { names.surname(&mut rng).kanji.clone() };
+        let born = p.birth_date.year() + if relation == "配偶者" { 0 } else { 28 };
+        let given = names.given(&mut rng, sex, born).written.clone();
+        let phone = format!(
+            "{}-{:04}-{:04}",
+            ["090", "080", "070"][rng.gen_range(0..3)],
+            rng.gen_range(0..10_000),
+            rng.gen_range(0..10_000)
+        );
+        p.emergency_contacts.push(EmergencyContact {
+            name: format!("{family} {given}"),
+            relation: relation.into(),
+            phone,
+        });
     }
 }

@@ -219,6 +219,11 @@ fn record_sections(d: &Disclosed) -> Markup {
                 dl {
                     dt { "住所" } dd { "〒" (c.postal_code) " " (c.address) }
                     dt { "電話" } dd { (or_none(&c.phone)) }
+                    dt { "緊急連絡先" }
+                    dd {
+                        @if c.emergency_contacts.is_empty() { "記載なし" }
+                        @for e in &c.emergency_contacts { (e.name) "（" (e.relation) "）" (e.phone) br; }
+                    }
                 }
             }
         }
