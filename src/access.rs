@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::audit::{Action, NewEntry, Outcome, Receipt};
 use crate::authz::Role;
 use crate::disclose::{CandidateView, Disclosed, FieldEvent, Purpose, candidate_view, disclose};
-use crate::gate::OpenData;
+use crate::gate::{Denied, OpenData};
 use crate::http::AppState;
 use crate::limits::{SEARCH_RATE_PER_OPERATOR_MAX, SEARCH_RATE_WINDOW_SECONDS};
 use crate::model::PersonId;
@@ -40,6 +40,9 @@ impl Operator {
 /// Why a step was refused; each carries the Japanese message staff see.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refused {
+    /// The data is closed: no authorization in force, ended, or not begun.
+    #[error("{0}")]
+    Closed(String),
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
@@ -59,6 +62,24 @@ async fn record(state: &AppState, entry: NewEntry) -> Result<Receipt, Refused> {
         Refused::Unavailable(
             "アクセスの記録（監査ログ）を書けないため、情報を出せません。コーディネーターに連絡してください".into(),
         )
+    })
+}
+
+/// The open data for this operator, or why not (logged with who asked). The only way handlers
+/// reach `OpenData`, which only `Gate::access` makes.
+pub async fn open_data(state: &AppState, op: &Operator, channel: &str) -> Result<Arc<OpenData>, Refused> {
+    let result = state
+        .with_node(|node, s| s.gate.access(node, &s.secret, s.clock.as_ref()))
+        .await
+        .map_err(|e| Refused::Unavailable(format!("{e:?}")))?;
+    let denied = match result {
+        Ok(open) => return Ok(open),
+        Err(denied) => denied,
+    };
+    record(state, op.entry(Action::Denied, Outcome::Denied, format!("{channel}: {denied}"))).await?;
+    Err(match denied {
+        Denied::ClockBehind { .. } | Denied::Unavailable(_) => Refused::Unavailable(denied.to_string()),
+        _ => Refused::Closed(denied.to_string()),
     })
 }
 
@@ -284,18 +305,26 @@ pub async fn record_event(
             .await?;
         return Err(Refused::NotFound("この個人IDの記録はこの地域のデータにありません".into()));
     }
+    // The entry first: an event on disk always has its entry. If storing then fails, a second
+    // entry says so.
+    let receipt =
+        record_entry(state, op, Action::FieldEvent, Outcome::Ok, &id, None, &format!("{channel}: field event")).await?;
     let (open2, op2, id2) = (open.clone(), op.clone(), id.clone());
-    let seq = state
+    let stored = state
         .with_node(move |node, s| -> Result<i64, String> {
             let at = node.now(s.clock.as_ref()).map_err(|e| e.to_string())?;
             let row = open2.seal_event(&event, id2.as_str(), &op2.id, &op2.facility, at);
             node.store.add_field_event(&row).map_err(|e| e.to_string())
         })
         .await
-        .map_err(|e| Refused::Unavailable(format!("{e:?}")))?
-        .map_err(|e| Refused::Unavailable(format!("居場所を保存できません（{e}）")))?;
-    let receipt =
-        record_entry(state, op, Action::FieldEvent, Outcome::Ok, &id, None, &format!("{channel}: field event {seq}"))
-            .await?;
-    Ok((seq, receipt))
+        .map_err(|e| format!("{e:?}"))
+        .and_then(|r| r);
+    match stored {
+        Ok(seq) => Ok((seq, receipt)),
+        Err(e) => {
+            record_entry(state, op, Action::FieldEvent, Outcome::Failed, &id, None, &format!("{channel}: not stored"))
+                .await?;
+            Err(Refused::Unavailable(format!("居場所を保存できません（{e}）")))
+        }
+    }
 }

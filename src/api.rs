@@ -18,7 +18,7 @@ use crate::access::{self, EventLine, Found, Operator, PersonView, Refused};
 use crate::audit::{Action, Audited, NewEntry, Outcome};
 use crate::authz::{Role, jst};
 use crate::disclose::{FieldEvent, Purpose};
-use crate::http::{AppState, Authorized};
+use crate::http::AppState;
 use crate::limits::{SEARCH_RATE_PER_OPERATOR_MAX, SEARCH_RATE_WINDOW_SECONDS};
 use crate::search::matcher::Query;
 use crate::staff::{LoginError, still_allowed, token_hash};
@@ -45,7 +45,7 @@ impl IntoResponse for ApiError {
 impl From<Refused> for ApiError {
     fn from(r: Refused) -> Self {
         let status = match r {
-            Refused::Forbidden(_) => StatusCode::FORBIDDEN,
+            Refused::Closed(_) | Refused::Forbidden(_) => StatusCode::FORBIDDEN,
             Refused::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
             Refused::BadRequest(_) => StatusCode::BAD_REQUEST,
             Refused::NotFound(_) => StatusCode::NOT_FOUND,
@@ -144,9 +144,9 @@ impl RateLimiter {
 pub async fn search(
     State(state): State<AppState>,
     operator: Operator,
-    Authorized(open): Authorized,
     Json(query): Json<Query>,
 ) -> Result<Audited<Json<Found>>, ApiError> {
+    let open = access::open_data(&state, &operator, "api").await?;
     let (found, receipt) = access::search(&state, &operator, &open, query, "api").await?;
     Ok(Audited::new(receipt, Json(found)))
 }
@@ -177,10 +177,10 @@ async fn view(
 pub async fn person(
     State(state): State<AppState>,
     operator: Operator,
-    Authorized(open): Authorized,
     Path(id): Path<String>,
     UrlQuery(p): UrlQuery<PurposeParams>,
 ) -> Result<Audited<Json<PersonView>>, ApiError> {
+    let open = access::open_data(&state, &operator, "api").await?;
     let (view, receipt) = view(&state, &operator, &open, &id, &p, "api").await?;
     Ok(Audited::new(receipt, Json(view)))
 }
@@ -189,10 +189,10 @@ pub async fn person(
 pub async fn events(
     State(state): State<AppState>,
     operator: Operator,
-    Authorized(open): Authorized,
     Path(id): Path<String>,
     UrlQuery(p): UrlQuery<PurposeParams>,
 ) -> Result<Audited<Json<Vec<EventLine>>>, ApiError> {
+    let open = access::open_data(&state, &operator, "api").await?;
     let (view, receipt) = view(&state, &operator, &open, &id, &p, "api events").await?;
     Ok(Audited::new(receipt, Json(view.events)))
 }
@@ -210,10 +210,10 @@ pub struct NewEvent {
 pub async fn add_event(
     State(state): State<AppState>,
     operator: Operator,
-    Authorized(open): Authorized,
     Path(id): Path<String>,
     Json(e): Json<NewEvent>,
 ) -> Result<Audited<(StatusCode, Json<serde_json::Value>)>, ApiError> {
+    let open = access::open_data(&state, &operator, "api").await?;
     let event = FieldEvent::parse(&e.place, &e.place_name, &e.note)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
     let (seq, receipt) = access::record_event(&state, &operator, &open, &id, event, "api").await?;

@@ -13,14 +13,12 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use tracing::Instrument;
 
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
 use tokio_util::sync::CancellationToken;
 
-use crate::audit::{Action, AuditLog, NewEntry, Outcome};
+use crate::audit::AuditLog;
 use crate::authz::jst;
 use crate::clock::SharedClock;
-use crate::gate::{Denied, Gate, OpenData};
+use crate::gate::{Denied, Gate};
 use crate::keys::NodeSecretKey;
 use crate::limits::REQUEST_BODY_BYTES_MAX;
 use crate::limits::TIME_TICK_SECONDS;
@@ -75,47 +73,6 @@ impl AppState {
         .map_err(|e| AppError::Internal(e.to_string()))?
     }
 }
-
-/// Proof that an authorization is in force and the data is open: a handler that serves
-/// personal data takes this extractor, so a missing check is a compile error.
-pub struct Authorized(pub Arc<OpenData>);
-
-impl FromRequestParts<AppState> for Authorized {
-    type Rejection = Response;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
-        let result = state
-            .with_node(|node, s| s.gate.access(node, &s.secret, s.clock.as_ref()))
-            .await
-            .map_err(IntoResponse::into_response)?;
-        match result {
-            Ok(open) => Ok(Authorized(open)),
-            Err(denied) => {
-                // A refusal is an access attempt too: it is logged before the answer goes out.
-                let route = parts.extensions.get::<MatchedPath>().map_or("", |p| p.as_str()).to_owned();
-                let entry = NewEntry::new(ANONYMOUS, Action::Denied, Outcome::Denied, format!("{route}: {denied}"));
-                let written = state.audit.record(entry).await;
-                if route.starts_with("/api/") {
-                    // The API answers in JSON, with the same statuses as the pages.
-                    let status = match (&written, &denied) {
-                        (Err(_), _) | (_, Denied::ClockBehind { .. } | Denied::Unavailable(_)) => {
-                            StatusCode::SERVICE_UNAVAILABLE
-                        }
-                        _ => StatusCode::FORBIDDEN,
-                    };
-                    return Err(crate::api::ApiError::new(status, denied.to_string()).into_response());
-                }
-                match written {
-                    Ok(_) => Err(AppError::Denied(denied).into_response()),
-                    Err(e) => Err(AppError::AuditUnavailable(e.to_string()).into_response()),
-                }
-            }
-        }
-    }
-}
-
-/// Who is on the other end before staff sign-in exists.
-const ANONYMOUS: &str = "anonymous";
 
 /// Every few seconds: note the node's running time as trusted, and close the authorization at
 /// its not-after (dropping the open data), so expiry does not wait for the next request.

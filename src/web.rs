@@ -20,7 +20,7 @@ use crate::access::{self, Operator, Refused};
 use crate::audit::{Action, Audited, NewEntry, Outcome};
 use crate::authz::{Role, jst};
 use crate::disclose::{FieldEvent, Purpose};
-use crate::gate::{Denied, OpenData};
+use crate::gate::OpenData;
 use crate::http::{AppError, AppState, drill_now};
 use crate::limits::{AUDIT_PAGE_ENTRIES, LOGIN_FAILURES_MAX, LOGIN_LOCKOUT_SECONDS};
 use crate::staff::{self, LoginError, SessionAge, SignedIn};
@@ -205,35 +205,19 @@ impl FromRequestParts<AppState> for Coordinator {
 
 /// The open data for a signed-in operator, or the closed page (logged with who asked).
 async fn open_for(state: &AppState, signed: &Signed) -> Result<Arc<OpenData>, Response> {
-    let result = state
-        .with_node(|node, s| s.gate.access(node, &s.secret, s.clock.as_ref()))
-        .await
-        .map_err(IntoResponse::into_response)?;
-    match result {
-        Ok(open) => Ok(open),
-        Err(denied) => {
-            let entry = signed.op.entry(Action::Denied, Outcome::Denied, format!("web: {denied}"));
-            if state.audit.record(entry).await.is_err() {
-                return Err(AppError::AuditUnavailable("denial not recorded".into()).into_response());
-            }
-            let status = match denied {
-                Denied::ClockBehind { .. } | Denied::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-                _ => StatusCode::FORBIDDEN,
-            };
-            Err(page_error(status, "検索できません", &denied.to_string(), Some(&signed.bar())))
-        }
-    }
+    access::open_data(state, &signed.op, "web").await.map_err(|r| refused_page(&r, &signed.bar()))
 }
 
 fn refused_page(r: &Refused, user: &UserBar) -> Response {
-    let status = match r {
-        Refused::Forbidden(_) => StatusCode::FORBIDDEN,
-        Refused::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
-        Refused::BadRequest(_) => StatusCode::BAD_REQUEST,
-        Refused::NotFound(_) => StatusCode::NOT_FOUND,
-        Refused::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+    let (status, title) = match r {
+        Refused::Closed(_) => (StatusCode::FORBIDDEN, "検索できません"),
+        Refused::Forbidden(_) => (StatusCode::FORBIDDEN, "できませんでした"),
+        Refused::TooMany(_) => (StatusCode::TOO_MANY_REQUESTS, "少し待ってください"),
+        Refused::BadRequest(_) => (StatusCode::BAD_REQUEST, "できませんでした"),
+        Refused::NotFound(_) => (StatusCode::NOT_FOUND, "見つかりません"),
+        Refused::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "一時的に利用できません"),
     };
-    page_error(status, "できませんでした", &r.to_string(), Some(user))
+    page_error(status, title, &r.to_string(), Some(user))
 }
 
 // ---- sign-in ----
