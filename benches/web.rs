@@ -92,13 +92,16 @@ async fn main() {
     let stdout = child.stdout.take().expect("stdout");
     let demo = Demo(child);
     let mut url = String::new();
-    for line in BufReader::new(stdout).lines() {
+    let mut lines = BufReader::new(stdout).lines();
+    for line in lines.by_ref() {
         let line = line.expect("a line");
         if let Some(u) = line.strip_prefix("URL: ") {
             url = u.trim().to_owned();
             break;
         }
     }
+    // Keep reading what the demo prints: a closed pipe would end it at its next line.
+    std::thread::spawn(move || lines.for_each(drop));
     println!("  demo built and serving              {:>8.1} s", started.elapsed().as_secs_f64());
     let ca = std::fs::read(dir.join("node/tls/ca.pem")).expect("CA");
     let logins: Vec<(String, String)> = std::fs::read_to_string(dir.join("demo-logins.txt"))
