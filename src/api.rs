@@ -17,7 +17,7 @@ use serde::Deserialize;
 use crate::access::{self, EventLine, Found, Operator, PersonView, Refused};
 use crate::audit::{Action, Audited, NewEntry, Outcome};
 use crate::authz::{Role, jst};
-use crate::disclose::{FieldEvent, Purpose};
+use crate::disclose::{FieldEventInput, Purpose};
 use crate::http::AppState;
 use crate::limits::{SEARCH_RATE_PER_OPERATOR_MAX, SEARCH_RATE_WINDOW_SECONDS};
 use crate::search::matcher::Query;
@@ -197,25 +197,15 @@ pub async fn events(
     Ok(Audited::new(receipt, Json(view.events)))
 }
 
-#[derive(Debug, Deserialize)]
-pub struct NewEvent {
-    place: String,
-    #[serde(default)]
-    place_name: String,
-    #[serde(default)]
-    note: String,
-}
-
 /// `POST /api/v1/person/{id}/events`: records where the person is now.
 pub async fn add_event(
     State(state): State<AppState>,
     operator: Operator,
     Path(id): Path<String>,
-    Json(e): Json<NewEvent>,
+    Json(e): Json<FieldEventInput>,
 ) -> Result<Audited<(StatusCode, Json<serde_json::Value>)>, ApiError> {
     let open = access::open_data(&state, &operator, "api").await?;
-    let event = FieldEvent::parse(&e.place, &e.place_name, &e.note)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let event = e.parse().map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
     let (seq, receipt) = access::record_event(&state, &operator, &open, &id, event, "api").await?;
     Ok(Audited::new(receipt, (StatusCode::CREATED, Json(serde_json::json!({ "seq": seq })))))
 }

@@ -277,6 +277,23 @@ pub struct FieldEvent {
     pub note: String,
 }
 
+/// A field event as a form or a JSON body sends it, before it is checked.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct FieldEventInput {
+    #[serde(default)]
+    pub place: String,
+    #[serde(default)]
+    pub place_name: String,
+    #[serde(default)]
+    pub note: String,
+}
+
+impl FieldEventInput {
+    pub fn parse(&self) -> Result<FieldEvent, FieldEventError> {
+        FieldEvent::parse(&self.place, &self.place_name, &self.note)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FieldEventError {
     #[error("いまの居場所を選んでください（shelter, facility, hospital, home, other）")]

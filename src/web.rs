@@ -19,7 +19,7 @@ use subtle::ConstantTimeEq;
 use crate::access::{self, Operator, Refused};
 use crate::audit::{Action, Audited, NewEntry, Outcome};
 use crate::authz::{Role, jst};
-use crate::disclose::{FieldEvent, Purpose};
+use crate::disclose::{FieldEventInput, Purpose};
 use crate::gate::OpenData;
 use crate::http::{AppError, AppState, drill_now};
 use crate::limits::{AUDIT_PAGE_ENTRIES, LOGIN_FAILURES_MAX, LOGIN_LOCKOUT_SECONDS};
@@ -598,12 +598,8 @@ pub async fn state_purpose(
 pub struct EventForm {
     #[serde(default)]
     csrf: String,
-    #[serde(default)]
-    place: String,
-    #[serde(default)]
-    place_name: String,
-    #[serde(default)]
-    note: String,
+    #[serde(flatten)]
+    event: FieldEventInput,
 }
 
 pub async fn add_event(
@@ -615,7 +611,7 @@ pub async fn add_event(
     if let Err(r) = signed.check_csrf(&state, &form.csrf).await {
         return r;
     }
-    let event = match FieldEvent::parse(&form.place, &form.place_name, &form.note) {
+    let event = match form.event.parse() {
         Ok(e) => e,
         Err(e) => return show_person(&state, &signed, &id, Some(&e.to_string())).await,
     };
