@@ -16,6 +16,7 @@ use crate::http::AppState;
 use crate::limits::{SEARCH_RATE_PER_OPERATOR_MAX, SEARCH_RATE_WINDOW_SECONDS};
 use crate::model::PersonId;
 use crate::search::matcher::{Query, QueryError, Verdict};
+use crate::store::StaffRow;
 
 /// Someone enrolled on this node, signed in (web) or holding a token (API).
 #[derive(Debug, Clone)]
@@ -25,6 +26,18 @@ pub struct Operator {
     /// 事業所番号; empty for the node's own coordinator.
     pub facility: String,
     pub role: Role,
+}
+
+impl From<&StaffRow> for Operator {
+    fn from(s: &StaffRow) -> Operator {
+        Operator {
+            id: s.id.clone(),
+            name: s.name.clone(),
+            facility: s.facility.clone(),
+            // The store's CHECK constraint allows only the three role names.
+            role: Role::parse(&s.role).unwrap_or(Role::Support),
+        }
+    }
 }
 
 impl Operator {
@@ -86,7 +99,7 @@ pub async fn open_data(state: &AppState, op: &Operator, channel: &str) -> Result
 /// Refuses (and logs) an operator whose facility the authorization in force does not cover.
 async fn check_facility(state: &AppState, op: &Operator, open: &OpenData, what: &str) -> Result<(), Refused> {
     let covered =
-        op.facility.is_empty() && op.role == Role::Coordinator || open.authorization.allows_facility(&op.facility);
+        (op.facility.is_empty() && op.role == Role::Coordinator) || open.authorization.allows_facility(&op.facility);
     if covered {
         return Ok(());
     }

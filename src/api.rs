@@ -16,12 +16,12 @@ use serde::Deserialize;
 
 use crate::access::{self, EventLine, Found, Operator, PersonView, Refused};
 use crate::audit::{Action, Audited, NewEntry, Outcome};
-use crate::authz::{Role, jst};
+use crate::authz::jst;
 use crate::disclose::{FieldEventInput, Purpose};
 use crate::http::AppState;
 use crate::limits::{SEARCH_RATE_PER_OPERATOR_MAX, SEARCH_RATE_WINDOW_SECONDS};
 use crate::search::matcher::Query;
-use crate::staff::{LoginError, still_allowed, token_hash};
+use crate::staff::{LoginError, token_hash};
 
 /// An error as the API returns it: a status and a Japanese message, as JSON.
 #[derive(Debug)]
@@ -73,10 +73,8 @@ impl FromRequestParts<AppState> for Operator {
                 state
                     .with_node(move |node, s| {
                         let staff = node.store.staff_by_token_hash(&hash)?;
-                        let active = node.authorization_in_force(s.clock.as_ref());
-                        let closed = node.check_access(s.clock.as_ref()).err().map(|denied| denied.to_string());
                         Ok::<_, crate::store::StoreError>(staff.map(|st| {
-                            let allowed = still_allowed(&st, active.as_deref()).map_err(|why| (why, closed));
+                            let allowed = node.staff_may_act(&st, s.clock.as_ref());
                             (st, allowed)
                         }))
                     })
@@ -87,21 +85,10 @@ impl FromRequestParts<AppState> for Operator {
             None => None,
         };
         let (operator, status, message) = match found {
-            Some((s, Ok(()))) => {
-                return Ok(Operator {
-                    role: Role::parse(&s.role).unwrap_or(Role::Support),
-                    id: s.id,
-                    name: s.name,
-                    facility: s.facility,
-                });
-            }
-            // The authorization this person was enrolled under is over: say so, as for any
-            // request while the data is closed.
-            Some((s, Err((LoginError::AuthorizationEnded, closed)))) => {
-                let ended = LoginError::AuthorizationEnded.to_string();
-                (s.id, StatusCode::FORBIDDEN, closed.map_or_else(|| ended.clone(), |c| format!("{c}。{ended}")))
-            }
-            Some((s, Err((why, _)))) => (s.id, StatusCode::UNAUTHORIZED, why.to_string()),
+            Some((s, Ok(()))) => return Ok(Operator::from(&s)),
+            // The authorization this person was enrolled under is over: a closed-data answer.
+            Some((s, Err((LoginError::AuthorizationEnded, message)))) => (s.id, StatusCode::FORBIDDEN, message),
+            Some((s, Err((_, message)))) => (s.id, StatusCode::UNAUTHORIZED, message),
             None => (
                 "anonymous".to_owned(),
                 StatusCode::UNAUTHORIZED,

@@ -697,16 +697,8 @@ fn import_authorization(
     clock: &SharedClock,
 ) -> Result<ImportOutcome> {
     let result = node.import_authorization(code, &secret, clock.as_ref());
-    let entry = match &result {
-        Ok(ImportOutcome::Activated { id, serial, .. }) => {
-            NewEntry::new(COORDINATOR, Action::AuthorizationImport, Outcome::Ok, format!("{id} #{serial} activated"))
-        }
-        Ok(ImportOutcome::Closed { id, serial }) => {
-            NewEntry::new(COORDINATOR, Action::AuthorizationImport, Outcome::Ok, format!("{id} #{serial} ended it"))
-        }
-        Err(e) => NewEntry::new(COORDINATOR, Action::AuthorizationRefused, Outcome::Denied, e.to_string()),
-    };
-    node.audit(secret, clock.clone(), &[entry])?;
+    let (action, outcome, detail) = crate::gate::import_audit(&result);
+    node.audit(secret, clock.clone(), &[NewEntry::new(COORDINATOR, action, outcome, detail)])?;
     Ok(result?)
 }
 

@@ -40,6 +40,14 @@ impl Purpose {
         }
     }
 
+    /// The purpose a `label` names (what a session keeps for each person).
+    pub fn from_label(label: &str) -> Purpose {
+        match label.strip_prefix("その他：") {
+            Some(text) => Purpose::Other(text.to_owned()),
+            None => Purpose::parse(label, "").unwrap_or_else(|_| Purpose::Other(label.to_owned())),
+        }
+    }
+
     /// As the audit log and the pages write it.
     pub fn label(&self) -> String {
         match self {
@@ -201,7 +209,7 @@ pub fn disclose(r: &PersonRecord, sections: &[Section], today: NaiveDate) -> Dis
         }),
         burden: has(Section::Burden)
             .then(|| Burden { copay_ratio: r.copay_ratio, burden_stage: r.burden_stage.clone() }),
-        care_manager: has(Section::CareManager).then_some(()).and(r.care_office.as_ref()).map(|o| CareManager {
+        care_manager: r.care_office.as_ref().filter(|_| has(Section::CareManager)).map(|o| CareManager {
             office_number: o.number.to_string(),
             office_name: o.name.clone(),
             care_manager: o.care_manager.clone(),
@@ -217,7 +225,7 @@ pub fn disclose(r: &PersonRecord, sections: &[Section], today: NaiveDate) -> Dis
             infection: r.infection.clone(),
         }),
         care_plan: has(Section::CarePlan).then(|| r.plan.clone()),
-        adl: has(Section::Adl).then_some(()).and(r.adl.as_ref()).map(|b| Adl {
+        adl: r.adl.as_ref().filter(|_| has(Section::Adl)).map(|b| Adl {
             items: BARTHEL_ITEMS.iter().zip(b.0).map(|((name, _), score)| (*name, score)).collect(),
             total: b.total(),
         }),
@@ -445,6 +453,9 @@ mod tests {
         assert_eq!(Purpose::parse("", ""), Err(PurposeError::Missing));
         assert_eq!(Purpose::parse("other", "  "), Err(PurposeError::OtherWithoutText));
         assert_eq!(Purpose::parse("other", "家族への連絡").unwrap().label(), "その他：家族への連絡");
+        for p in [Purpose::LifeSupport, Purpose::Receiving, Purpose::Medical, Purpose::Other("安否確認".into())] {
+            assert_eq!(Purpose::from_label(&p.label()), p);
+        }
     }
 
     #[test]

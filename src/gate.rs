@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 
+use crate::audit::{Action, Outcome};
 use crate::authz::{self, Authorization, Decision, SignedAuthorization, jst};
 use crate::clock::Clock;
 use crate::disclose::FieldEvent;
@@ -18,8 +19,9 @@ use crate::model::PersonRecord;
 use crate::node::{Node, NodeError};
 use crate::search::matcher::Index;
 use crate::snapshot::{self, RecordMap, SnapshotError};
+use crate::staff::LoginError;
 use crate::store::AuthorizationRow;
-use crate::store::FieldEventRow;
+use crate::store::{FieldEventRow, StaffRow};
 use zeroize::Zeroizing;
 
 /// The opened region and the authorization that opened it. Dropped when the window closes.
@@ -127,6 +129,19 @@ pub enum ImportOutcome {
         id: String,
         serial: u32,
     },
+}
+
+/// What the audit log says of an import, whoever ran it: the action, its outcome and detail.
+pub fn import_audit<E: std::fmt::Display>(result: &Result<ImportOutcome, E>) -> (Action, Outcome, String) {
+    match result {
+        Ok(ImportOutcome::Activated { id, serial, .. }) => {
+            (Action::AuthorizationImport, Outcome::Ok, format!("{id} #{serial} activated"))
+        }
+        Ok(ImportOutcome::Closed { id, serial }) => {
+            (Action::AuthorizationImport, Outcome::Ok, format!("{id} #{serial} ended it"))
+        }
+        Err(e) => (Action::AuthorizationRefused, Outcome::Denied, e.to_string()),
+    }
 }
 
 pub const REASON_EXPIRED: &str = "期限切れ";
@@ -240,6 +255,20 @@ impl Node {
     pub fn authorization_in_force(&mut self, clock: &dyn Clock) -> Option<String> {
         let _ = self.check_access(clock);
         self.store.active_authorization().ok().flatten().map(|row| row.id)
+    }
+
+    /// Whether `staff` may act now: not revoked, and enrolled under the authorization in force.
+    /// If not, why, in the words staff see: for an ended authorization, the reason the data is
+    /// closed comes first.
+    pub fn staff_may_act(&mut self, staff: &StaffRow, clock: &dyn Clock) -> Result<(), (LoginError, String)> {
+        let in_force = self.authorization_in_force(clock);
+        crate::staff::still_allowed(staff, in_force.as_deref()).map_err(|why| {
+            let message = match (&why, self.check_access(clock)) {
+                (LoginError::AuthorizationEnded, Err(closed)) => format!("{closed}。{why}"),
+                _ => why.to_string(),
+            };
+            (why, message)
+        })
     }
 
     /// The authorization in force, decoded (for its facility rules and scope), if any.

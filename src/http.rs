@@ -72,6 +72,14 @@ impl AppState {
         .await
         .map_err(|e| AppError::Internal(e.to_string()))?
     }
+
+    /// `with_node` for work that can fail: a failure is internal (logged, a safe page).
+    pub async fn try_with_node<T: Send + 'static, E: std::fmt::Display + Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Node, &AppState) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, AppError> {
+        self.with_node(f).await?.map_err(|e| AppError::Internal(e.to_string()))
+    }
 }
 
 /// Every few seconds: note the node's running time as trusted, and close the authorization at
@@ -107,6 +115,13 @@ pub enum AppError {
     Denied(Denied),
     /// The audit entry could not be written: nothing is served (fail closed).
     AuditUnavailable(String),
+}
+
+/// So that page handlers, which answer `Result<Response, Response>`, can use `?` on these.
+impl From<AppError> for Response {
+    fn from(e: AppError) -> Response {
+        e.into_response()
+    }
 }
 
 impl IntoResponse for AppError {

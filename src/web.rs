@@ -17,14 +17,15 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use crate::access::{self, Operator, Refused};
-use crate::audit::{Action, Audited, NewEntry, Outcome};
-use crate::authz::{Role, jst};
+use crate::audit::{Action, Audited, NewEntry, Outcome, Receipt};
+use crate::authz::{Role, SignedAuthorization, jst};
 use crate::disclose::{FieldEventInput, Purpose};
-use crate::gate::OpenData;
+use crate::gate::{ImportOutcome, OpenData, import_audit};
 use crate::http::{AppError, AppState, drill_now};
 use crate::limits::{AUDIT_PAGE_ENTRIES, LOGIN_FAILURES_MAX, LOGIN_LOCKOUT_SECONDS};
+use crate::node::NodeError;
 use crate::staff::{self, LoginError, SessionAge, SignedIn};
-use crate::store::{SessionRow, StaffRow};
+use crate::store::{SessionRow, StaffRow, StoreError};
 use crate::views::{self, Chrome, UserBar};
 
 pub const SESSION_COOKIE: &str = "kf_session";
@@ -41,6 +42,15 @@ fn html(page: Markup) -> Html<String> {
     Html(page.into_string())
 }
 
+/// What a page handler answers: the page, or the page that says why not. Both are responses,
+/// so `?` works on every step.
+pub type Page = Result<Response, Response>;
+
+/// Records an audit entry; if the log cannot be written, nothing more is done (503).
+async fn log(state: &AppState, entry: NewEntry) -> Result<Receipt, Response> {
+    state.audit.record(entry).await.map_err(|e| AppError::AuditUnavailable(e.to_string()).into())
+}
+
 /// A signed-in person: their operator identity and session.
 pub struct Signed {
     pub op: Operator,
@@ -54,15 +64,16 @@ impl Signed {
         UserBar { name: self.op.name.clone(), role: self.op.role, csrf: self.session.csrf.clone() }
     }
 
+    fn chrome<'a>(&self, bar: &'a UserBar) -> Chrome<'a> {
+        Chrome { drill: drill_now(), user: Some(bar) }
+    }
+
     /// Refuses a form whose CSRF token is not this session's (logged).
     async fn check_csrf(&self, state: &AppState, token: &str) -> Result<(), Response> {
         if bool::from(self.session.csrf.as_bytes().ct_eq(token.as_bytes())) {
             return Ok(());
         }
-        let _ = state
-            .audit
-            .record(self.op.entry(Action::Denied, Outcome::Denied, "web: CSRF token missing or wrong"))
-            .await;
+        log(state, self.op.entry(Action::Denied, Outcome::Denied, "web: CSRF token missing or wrong")).await?;
         Err(page_error(
             StatusCode::FORBIDDEN,
             "送信できませんでした",
@@ -81,8 +92,8 @@ fn page_error(status: StatusCode, title: &str, message: &str, user: Option<&User
 enum NoSession {
     /// No cookie, an unknown one, or one that timed out: sign in (again).
     SignIn,
-    /// The person was revoked, or their authorization ended.
-    Ended(Box<StaffRow>, LoginError),
+    /// The person was revoked, or their authorization ended: who, and the message they see.
+    Ended(Operator, LoginError, String),
 }
 
 impl FromRequestParts<AppState> for Signed {
@@ -94,68 +105,53 @@ impl FromRequestParts<AppState> for Signed {
         let route = parts.extensions.get::<axum::extract::MatchedPath>().map_or("", |p| p.as_str()).to_owned();
         let result = match token {
             None => Err(NoSession::SignIn),
-            Some(token) => state
-                .with_node(move |node, s| -> Result<Result<Signed, NoSession>, String> {
-                    let now = node.now(s.clock.as_ref()).map_err(|e| e.to_string())?;
-                    let hash = staff::token_hash(&token);
-                    let store = &node.store;
-                    let Some(session) = store.session(&hash).map_err(|e| e.to_string())? else {
-                        return Ok(Err(NoSession::SignIn));
-                    };
-                    let age = staff::session_age(&session, now);
-                    let staff = store.staff(&session.staff_id).map_err(|e| e.to_string())?;
-                    let Some(staff) = staff.filter(|_| age != SessionAge::Expired) else {
-                        store.delete_session(&hash).map_err(|e| e.to_string())?;
-                        return Ok(Err(NoSession::SignIn));
-                    };
-                    let active = node.authorization_in_force(s.clock.as_ref());
-                    if let Err(why) = staff::still_allowed(&staff, active.as_deref()) {
-                        node.store.delete_session(&hash).map_err(|e| e.to_string())?;
-                        return Ok(Err(NoSession::Ended(Box::new(staff), why)));
-                    }
-                    if age == SessionAge::Touch {
-                        node.store.touch_session(&hash, now).map_err(|e| e.to_string())?;
-                    }
-                    Ok(Ok(Signed { must_set_secret: staff.secret_hash.is_none(), op: operator_of(&staff), session }))
-                })
-                .await
-                .map_err(IntoResponse::into_response)?
-                .map_err(|e| AppError::Internal(e).into_response())?,
+            Some(token) => {
+                state
+                    .try_with_node(move |node, s| -> Result<Result<Signed, NoSession>, NodeError> {
+                        let hash = staff::token_hash(&token);
+                        let Some(session) = node.store.session(&hash)? else {
+                            return Ok(Err(NoSession::SignIn));
+                        };
+                        let now = node.now(s.clock.as_ref())?;
+                        let age = staff::session_age(&session, now);
+                        let staff = node.store.staff(&session.staff_id)?;
+                        let Some(staff) = staff.filter(|_| age != SessionAge::Expired) else {
+                            node.store.delete_session(&hash)?;
+                            return Ok(Err(NoSession::SignIn));
+                        };
+                        if let Err((why, message)) = node.staff_may_act(&staff, s.clock.as_ref()) {
+                            node.store.delete_session(&hash)?;
+                            return Ok(Err(NoSession::Ended(Operator::from(&staff), why, message)));
+                        }
+                        if age == SessionAge::Touch {
+                            node.store.touch_session(&hash, now)?;
+                        }
+                        Ok(Ok(Signed {
+                            must_set_secret: staff.secret_hash.is_none(),
+                            op: Operator::from(&staff),
+                            session,
+                        }))
+                    })
+                    .await?
+            }
         };
+        let forget = CookieJar::new().remove(Cookie::build(SESSION_COOKIE).path("/"));
         match result {
-            Ok(signed) => {
-                if signed.must_set_secret && !matches!(route.as_str(), "/pin" | "/logout") {
-                    return Err(Redirect::to("/pin").into_response());
-                }
-                Ok(signed)
+            Ok(signed) if signed.must_set_secret && !matches!(route.as_str(), "/pin" | "/logout") => {
+                Err(Redirect::to("/pin").into_response())
             }
+            Ok(signed) => Ok(signed),
             Err(NoSession::SignIn) => {
-                let entry =
-                    NewEntry::new("anonymous", Action::Denied, Outcome::Denied, format!("{route}: not signed in"));
-                if state.audit.record(entry).await.is_err() {
-                    return Err(AppError::AuditUnavailable("denial not recorded".into()).into_response());
-                }
-                let jar = CookieJar::new().remove(Cookie::build(SESSION_COOKIE).path("/"));
-                Err((jar, Redirect::to("/login")).into_response())
+                log(
+                    state,
+                    NewEntry::new("anonymous", Action::Denied, Outcome::Denied, format!("{route}: not signed in")),
+                )
+                .await?;
+                Err((forget, Redirect::to("/login")).into_response())
             }
-            Err(NoSession::Ended(staff, why)) => {
-                let op = operator_of(&staff);
-                let entry = op.entry(Action::Denied, Outcome::Denied, format!("{route}: {why:?}"));
-                if state.audit.record(entry).await.is_err() {
-                    return Err(AppError::AuditUnavailable("denial not recorded".into()).into_response());
-                }
-                let jar = CookieJar::new().remove(Cookie::build(SESSION_COOKIE).path("/"));
-                // The authorization's end shows the closed page itself, so staff see why.
-                let message = match why {
-                    LoginError::AuthorizationEnded => state
-                        .with_node(|node, s| node.check_access(s.clock.as_ref()).err())
-                        .await
-                        .ok()
-                        .flatten()
-                        .map_or_else(|| why.to_string(), |denied| format!("{denied}。{why}")),
-                    _ => why.to_string(),
-                };
-                Err((jar, page_error(StatusCode::FORBIDDEN, "利用できません", &message, None)).into_response())
+            Err(NoSession::Ended(op, why, message)) => {
+                log(state, op.entry(Action::Denied, Outcome::Denied, format!("{route}: {why:?}"))).await?;
+                Err((forget, page_error(StatusCode::FORBIDDEN, "利用できません", &message, None)).into_response())
             }
         }
     }
@@ -173,15 +169,6 @@ impl axum::extract::OptionalFromRequestParts<AppState> for Signed {
     }
 }
 
-fn operator_of(s: &StaffRow) -> Operator {
-    Operator {
-        id: s.id.clone(),
-        name: s.name.clone(),
-        facility: s.facility.clone(),
-        role: Role::parse(&s.role).unwrap_or(Role::Support),
-    }
-}
-
 /// A signed-in coordinator.
 pub struct Coordinator(pub Signed);
 
@@ -193,7 +180,7 @@ impl FromRequestParts<AppState> for Coordinator {
         if signed.op.role == Role::Coordinator {
             return Ok(Coordinator(signed));
         }
-        let _ = state.audit.record(signed.op.entry(Action::Denied, Outcome::Denied, "web: coordinator page")).await;
+        log(state, signed.op.entry(Action::Denied, Outcome::Denied, "web: coordinator page")).await?;
         Err(page_error(
             StatusCode::FORBIDDEN,
             "コーディネーター専用です",
@@ -228,15 +215,20 @@ pub struct LoginParams {
     staff_id: String,
 }
 
-pub async fn login_form(jar: CookieJar, UrlQuery(p): UrlQuery<LoginParams>) -> Response {
+/// The sign-in page with a fresh double-submit token (cookie and form field).
+fn login_page(jar: CookieJar, status: StatusCode, staff_id: &str, error: Option<&str>) -> Response {
     let csrf = staff::random_token();
-    let page = views::login_page(&Chrome { drill: drill_now(), user: None }, &csrf, &p.staff_id, None);
-    (jar.add(cookie(LOGIN_CSRF_COOKIE, csrf.to_string())), html(page)).into_response()
+    let page = views::login_page(&Chrome { drill: drill_now(), user: None }, &csrf, staff_id, error);
+    (status, jar.add(cookie(LOGIN_CSRF_COOKIE, csrf.to_string())), html(page)).into_response()
 }
 
-/// What sign-in needs from the store: the operator (if the id exists), the node's time and the
-/// authorization in force.
-type LoginLookup = (Option<StaffRow>, DateTime<Utc>, Option<String>);
+pub async fn login_form(jar: CookieJar, UrlQuery(p): UrlQuery<LoginParams>) -> Response {
+    login_page(jar, StatusCode::OK, &p.staff_id, None)
+}
+
+/// What sign-in needs from the store: the operator (if the id exists) and whether they may act
+/// now, and the node's time.
+type LoginLookup = (Option<(StaffRow, Result<(), (LoginError, String)>)>, DateTime<Utc>);
 
 #[derive(Deserialize)]
 pub struct LoginForm {
@@ -248,109 +240,80 @@ pub struct LoginForm {
     secret: String,
 }
 
-pub async fn login(State(state): State<AppState>, jar: CookieJar, Form(form): Form<LoginForm>) -> Response {
-    let chrome = Chrome { drill: drill_now(), user: None };
+pub async fn login(State(state): State<AppState>, jar: CookieJar, Form(form): Form<LoginForm>) -> Page {
     let staff_id = form.staff_id.trim().to_owned();
-    let again = |jar: CookieJar, status: StatusCode, message: &str| {
-        let csrf = staff::random_token();
-        let page = views::login_page(&chrome, &csrf, &staff_id, Some(message));
-        (status, jar.add(cookie(LOGIN_CSRF_COOKIE, csrf.to_string())), html(page)).into_response()
-    };
     let expected = jar.get(LOGIN_CSRF_COOKIE).map(|c| c.value().to_owned()).unwrap_or_default();
     if expected.is_empty() || !bool::from(expected.as_bytes().ct_eq(form.csrf.as_bytes())) {
-        let _ = state
-            .audit
-            .record(NewEntry::new("anonymous", Action::Denied, Outcome::Denied, "login: CSRF token missing or wrong"))
-            .await;
-        return again(jar, StatusCode::FORBIDDEN, "画面の有効期限が切れました。もう一度入力してください。");
+        log(&state, NewEntry::new("anonymous", Action::Denied, Outcome::Denied, "login: CSRF token missing or wrong"))
+            .await?;
+        let message = "画面の有効期限が切れました。もう一度入力してください。";
+        return Ok(login_page(jar, StatusCode::FORBIDDEN, &staff_id, Some(message)));
     }
     let id = staff_id.clone();
-    let looked_up = state
-        .with_node(move |node, s| -> Result<LoginLookup, String> {
-            let now = node.now(s.clock.as_ref()).map_err(|e| e.to_string())?;
-            let staff = node.store.staff(&id).map_err(|e| e.to_string())?;
-            let active = node.authorization_in_force(s.clock.as_ref());
-            Ok((staff, now, active))
+    let (found, now) = state
+        .try_with_node(move |node, s| -> Result<LoginLookup, NodeError> {
+            let now = node.now(s.clock.as_ref())?;
+            let found = node.store.staff(&id)?.map(|st| {
+                let allowed = node.staff_may_act(&st, s.clock.as_ref());
+                (st, allowed)
+            });
+            Ok((found, now))
         })
-        .await;
-    let (row, now, active) = match looked_up {
-        Ok(Ok(x)) => x,
-        Ok(Err(e)) => return AppError::Internal(e).into_response(),
-        Err(e) => return e.into_response(),
-    };
+        .await?;
+    let row = found.as_ref().map(|(st, _)| st.clone());
+    let operator = row.as_ref().map_or_else(|| "anonymous".to_owned(), |r| r.id.clone());
     // Argon2 runs off the runtime and without holding the node.
     let secret = zeroize::Zeroizing::new(form.secret);
-    let checked = {
-        let row = row.clone();
-        tokio::task::spawn_blocking(move || {
-            let result = staff::check_login(row.as_ref(), &secret, now);
-            match (&result, &row) {
-                (Ok(_), Some(r)) => staff::still_allowed(r, active.as_deref()).and(result),
-                _ => result,
+    let checked = tokio::task::spawn_blocking(move || {
+        let signed_in = staff::check_login(found.as_ref().map(|(st, _)| st), &secret, now).map_err(|why| {
+            let message = why.to_string();
+            (why, message)
+        })?;
+        match found {
+            Some((_, Err(ended))) => Err(ended),
+            _ => Ok(signed_in),
+        }
+    })
+    .await
+    .map_err(|e| AppError::Internal(e.to_string()))?;
+    let signed_in = match checked {
+        Ok(signed_in) => signed_in,
+        Err((why, message)) => {
+            if why == LoginError::Wrong && row.is_some() {
+                let (id, until) = (staff_id.clone(), now + Duration::seconds(LOGIN_LOCKOUT_SECONDS));
+                state
+                    .try_with_node(move |node, _| node.store.note_login_failure(&id, LOGIN_FAILURES_MAX, until))
+                    .await?;
             }
+            log(&state, NewEntry::new(&operator, Action::Login, Outcome::Denied, format!("web login: {why:?}")))
+                .await?;
+            return Ok(login_page(jar, StatusCode::UNAUTHORIZED, &staff_id, Some(&message)));
+        }
+    };
+    let token = staff::random_token();
+    let session = SessionRow {
+        token_hash: staff::token_hash(&token),
+        staff_id: staff_id.clone(),
+        csrf: staff::random_token().to_string(),
+        created_at: now,
+        last_seen: now,
+    };
+    state
+        .try_with_node(move |node, _| -> Result<(), StoreError> {
+            // Sessions that can no longer be used are removed whenever someone signs in.
+            let idle = now - Duration::seconds(crate::limits::SESSION_IDLE_SECONDS);
+            let old = now - Duration::seconds(crate::limits::SESSION_MAX_SECONDS);
+            node.store.expire_sessions(idle, old)?;
+            node.store.note_login_success(&session.staff_id)?;
+            node.store.add_session(&session)
         })
-        .await
-    };
-    let checked = match checked {
-        Ok(c) => c,
-        Err(e) => return AppError::Internal(e.to_string()).into_response(),
-    };
-    let operator = row.as_ref().map_or_else(|| "anonymous".to_owned(), |r| r.id.clone());
-    match checked {
-        Ok(signed_in) => {
-            let token = staff::random_token();
-            let csrf = staff::random_token();
-            let id = staff_id.clone();
-            let session = SessionRow {
-                token_hash: staff::token_hash(&token),
-                staff_id: id.clone(),
-                csrf: csrf.to_string(),
-                created_at: now,
-                last_seen: now,
-            };
-            let stored = state
-                .with_node(move |node, _| -> Result<(), String> {
-                    // Sessions that can no longer be used are removed whenever someone signs in.
-                    let idle = now - Duration::seconds(crate::limits::SESSION_IDLE_SECONDS);
-                    let old = now - Duration::seconds(crate::limits::SESSION_MAX_SECONDS);
-                    node.store.expire_sessions(idle, old).map_err(|e| e.to_string())?;
-                    node.store.note_login_success(&id).map_err(|e| e.to_string())?;
-                    node.store.add_session(&session).map_err(|e| e.to_string())
-                })
-                .await;
-            if let Err(e) | Ok(Err(e)) = stored.map_err(|e| format!("{e:?}")) {
-                return AppError::Internal(e).into_response();
-            }
-            let mut entry = NewEntry::new(&operator, Action::Login, Outcome::Ok, "web login");
-            entry.role = row.as_ref().and_then(|r| Role::parse(&r.role));
-            if let Err(e) = state.audit.record(entry).await {
-                return AppError::AuditUnavailable(e.to_string()).into_response();
-            }
-            let jar =
-                jar.remove(Cookie::build(LOGIN_CSRF_COOKIE).path("/")).add(cookie(SESSION_COOKIE, token.to_string()));
-            let next = if signed_in == SignedIn::MustSetSecret { "/pin" } else { "/search" };
-            (jar, Redirect::to(next)).into_response()
-        }
-        Err(why) => {
-            if matches!(why, LoginError::Wrong) && row.is_some() {
-                let id = staff_id.clone();
-                let _ = state
-                    .with_node(move |node, _| {
-                        node.store.note_login_failure(
-                            &id,
-                            LOGIN_FAILURES_MAX,
-                            now + Duration::seconds(LOGIN_LOCKOUT_SECONDS),
-                        )
-                    })
-                    .await;
-            }
-            let entry = NewEntry::new(&operator, Action::Login, Outcome::Denied, format!("web login: {why:?}"));
-            if let Err(e) = state.audit.record(entry).await {
-                return AppError::AuditUnavailable(e.to_string()).into_response();
-            }
-            again(jar, StatusCode::UNAUTHORIZED, &why.to_string())
-        }
-    }
+        .await?;
+    let mut entry = NewEntry::new(&operator, Action::Login, Outcome::Ok, "web login");
+    entry.role = row.as_ref().and_then(|r| Role::parse(&r.role));
+    log(&state, entry).await?;
+    let jar = jar.remove(Cookie::build(LOGIN_CSRF_COOKIE).path("/")).add(cookie(SESSION_COOKIE, token.to_string()));
+    let next = if signed_in == SignedIn::MustSetSecret { "/pin" } else { "/search" };
+    Ok((jar, Redirect::to(next)).into_response())
 }
 
 #[derive(Deserialize)]
@@ -359,19 +322,12 @@ pub struct CsrfOnly {
     csrf: String,
 }
 
-pub async fn logout(
-    State(state): State<AppState>,
-    signed: Signed,
-    jar: CookieJar,
-    Form(form): Form<CsrfOnly>,
-) -> Response {
-    if let Err(r) = signed.check_csrf(&state, &form.csrf).await {
-        return r;
-    }
+pub async fn logout(State(state): State<AppState>, signed: Signed, jar: CookieJar, Form(form): Form<CsrfOnly>) -> Page {
+    signed.check_csrf(&state, &form.csrf).await?;
     let hash = signed.session.token_hash.clone();
-    let _ = state.with_node(move |node, _| node.store.delete_session(&hash)).await;
-    let _ = state.audit.record(signed.op.entry(Action::Login, Outcome::Ok, "web logout")).await;
-    (jar.remove(Cookie::build(SESSION_COOKIE).path("/")), Redirect::to("/login")).into_response()
+    state.try_with_node(move |node, _| node.store.delete_session(&hash)).await?;
+    log(&state, signed.op.entry(Action::Login, Outcome::Ok, "web logout")).await?;
+    Ok((jar.remove(Cookie::build(SESSION_COOKIE).path("/")), Redirect::to("/login")).into_response())
 }
 
 pub async fn pin_form(signed: Signed) -> Response {
@@ -379,8 +335,7 @@ pub async fn pin_form(signed: Signed) -> Response {
         return Redirect::to("/search").into_response();
     }
     let bar = signed.bar();
-    html(views::set_secret_page(&Chrome { drill: drill_now(), user: Some(&bar) }, &signed.session.csrf, None))
-        .into_response()
+    html(views::set_secret_page(&signed.chrome(&bar), &signed.session.csrf, None)).into_response()
 }
 
 #[derive(Deserialize)]
@@ -393,67 +348,50 @@ pub struct PinForm {
     again: String,
 }
 
-pub async fn set_pin(State(state): State<AppState>, signed: Signed, Form(form): Form<PinForm>) -> Response {
-    if let Err(r) = signed.check_csrf(&state, &form.csrf).await {
-        return r;
-    }
+pub async fn set_pin(State(state): State<AppState>, signed: Signed, Form(form): Form<PinForm>) -> Page {
+    signed.check_csrf(&state, &form.csrf).await?;
     // Only right after the one-time code: changing a PIN would need the old one.
     if !signed.must_set_secret {
-        return Redirect::to("/search").into_response();
+        return Ok(Redirect::to("/search").into_response());
     }
     let bar = signed.bar();
-    let chrome = Chrome { drill: drill_now(), user: Some(&bar) };
-    let (secret, again) = (zeroize::Zeroizing::new(form.secret), zeroize::Zeroizing::new(form.again));
-    if *secret != *again {
-        let page = views::set_secret_page(&chrome, &signed.session.csrf, Some("2回の入力が一致しません。"));
-        return (StatusCode::BAD_REQUEST, html(page)).into_response();
+    let again = |message: &str| {
+        let page = views::set_secret_page(&signed.chrome(&bar), &signed.session.csrf, Some(message));
+        (StatusCode::BAD_REQUEST, html(page)).into_response()
+    };
+    let (secret, repeated) = (zeroize::Zeroizing::new(form.secret), zeroize::Zeroizing::new(form.again));
+    if *secret != *repeated {
+        return Ok(again("2回の入力が一致しません。"));
     }
-    let hashed = tokio::task::spawn_blocking(move || staff::new_secret_hash(&secret)).await;
+    let hashed = tokio::task::spawn_blocking(move || staff::new_secret_hash(&secret))
+        .await
+        .map_err(|e| AppError::Internal(e.to_string()))?;
     let hash = match hashed {
-        Ok(Ok(h)) => h,
-        Ok(Err(e)) => {
-            let page = views::set_secret_page(&chrome, &signed.session.csrf, Some(&e.to_string()));
-            return (StatusCode::BAD_REQUEST, html(page)).into_response();
-        }
-        Err(e) => return AppError::Internal(e.to_string()).into_response(),
+        Ok(h) => h,
+        Err(e) => return Ok(again(&e.to_string())),
     };
     let id = signed.op.id.clone();
-    if let Err(e) | Ok(Err(e)) = state
-        .with_node(move |node, _| node.store.set_staff_secret(&id, &hash).map_err(|e| e.to_string()))
-        .await
-        .map_err(|e| format!("{e:?}"))
-    {
-        return AppError::Internal(e).into_response();
-    }
-    if let Err(e) = state.audit.record(signed.op.entry(Action::Login, Outcome::Ok, "web: PIN set")).await {
-        return AppError::AuditUnavailable(e.to_string()).into_response();
-    }
-    Redirect::to("/search").into_response()
+    state.try_with_node(move |node, _| node.store.set_staff_secret(&id, &hash)).await?;
+    log(&state, signed.op.entry(Action::Login, Outcome::Ok, "web: PIN set")).await?;
+    Ok(Redirect::to("/search").into_response())
 }
 
 // ---- search and the person ----
 
-pub async fn search_form(State(state): State<AppState>, signed: Signed) -> Response {
-    let open = match open_for(&state, &signed).await {
-        Ok(o) => o,
-        Err(r) => return r,
-    };
-    drop(open);
+pub async fn search_form(State(state): State<AppState>, signed: Signed) -> Page {
+    // Only to show the closed page at once, rather than after the form is filled in.
+    open_for(&state, &signed).await?;
     let bar = signed.bar();
-    let chrome = Chrome { drill: drill_now(), user: Some(&bar) };
-    html(views::search_page(&chrome, &signed.session.csrf, &views::SearchForm::default(), None, None)).into_response()
+    let page =
+        views::search_page(&signed.chrome(&bar), &signed.session.csrf, &views::SearchForm::default(), None, None);
+    Ok(html(page).into_response())
 }
 
-pub async fn search(State(state): State<AppState>, signed: Signed, Form(form): Form<views::SearchForm>) -> Response {
-    if let Err(r) = signed.check_csrf(&state, &form.csrf).await {
-        return r;
-    }
-    let open = match open_for(&state, &signed).await {
-        Ok(o) => o,
-        Err(r) => return r,
-    };
+pub async fn search(State(state): State<AppState>, signed: Signed, Form(form): Form<views::SearchForm>) -> Page {
+    signed.check_csrf(&state, &form.csrf).await?;
+    let open = open_for(&state, &signed).await?;
     let bar = signed.bar();
-    let chrome = Chrome { drill: drill_now(), user: Some(&bar) };
+    let chrome = signed.chrome(&bar);
     let some = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_owned());
     let card = !form.insured_number.trim().is_empty() || !form.insurer_number.trim().is_empty();
     let query = if card {
@@ -476,66 +414,54 @@ pub async fn search(State(state): State<AppState>, signed: Signed, Form(form): F
         Ok((found, receipt)) => {
             let results = views::SearchResults { verdict: found.verdict, candidates: found.candidates };
             let page = views::search_page(&chrome, &signed.session.csrf, &form, None, Some(&results));
-            Audited::new(receipt, html(page)).into_response()
+            Ok(Audited::new(receipt, html(page)).into_response())
         }
         Err(Refused::BadRequest(message)) => {
             let page = views::search_page(&chrome, &signed.session.csrf, &form, Some(&message), None);
-            (StatusCode::BAD_REQUEST, html(page)).into_response()
+            Ok((StatusCode::BAD_REQUEST, html(page)).into_response())
         }
-        Err(r) => refused_page(&r, &bar),
+        Err(r) => Err(refused_page(&r, &bar)),
     }
 }
 
-/// The purpose stated in this session for this person, if any.
-async fn stated_purpose(state: &AppState, signed: &Signed, person: &str) -> Result<Option<Purpose>, Response> {
-    let (hash, person) = (signed.session.token_hash.clone(), person.to_owned());
-    let stored = state
-        .with_node(move |node, _| node.store.session_purpose(&hash, &person))
-        .await
-        .map_err(IntoResponse::into_response)?
-        .map_err(|e| AppError::Internal(e.to_string()).into_response())?;
-    Ok(stored.map(|label| match label.strip_prefix("その他：") {
-        Some(text) => Purpose::Other(text.to_owned()),
-        None => Purpose::parse(&label, "").unwrap_or(Purpose::Other(label)),
-    }))
+/// The purpose stated in this session for this person; if none yet, the page that asks it.
+async fn stated_purpose(state: &AppState, signed: &Signed, person: &str) -> Result<Purpose, Response> {
+    let (hash, id) = (signed.session.token_hash.clone(), person.to_owned());
+    match state.try_with_node(move |node, _| node.store.session_purpose(&hash, &id)).await? {
+        Some(label) => Ok(Purpose::from_label(&label)),
+        None => {
+            let bar = signed.bar();
+            Err(html(views::purpose_page(&signed.chrome(&bar), &signed.session.csrf, person, None)).into_response())
+        }
+    }
 }
 
-pub async fn person(State(state): State<AppState>, signed: Signed, Path(id): Path<String>) -> Response {
+pub async fn person(State(state): State<AppState>, signed: Signed, Path(id): Path<String>) -> Page {
     show_person(&state, &signed, &id, None).await
 }
 
-async fn show_person(state: &AppState, signed: &Signed, id: &str, error: Option<&str>) -> Response {
-    let open = match open_for(state, signed).await {
-        Ok(o) => o,
-        Err(r) => return r,
-    };
+async fn show_person(state: &AppState, signed: &Signed, id: &str, error: Option<&str>) -> Page {
+    let open = open_for(state, signed).await?;
+    let purpose = stated_purpose(state, signed, id).await?;
     let bar = signed.bar();
-    let chrome = Chrome { drill: drill_now(), user: Some(&bar) };
-    let purpose = match stated_purpose(state, signed, id).await {
-        Ok(Some(p)) => p,
-        Ok(None) => return html(views::purpose_page(&chrome, &signed.session.csrf, id, None)).into_response(),
-        Err(r) => return r,
-    };
-    match access::open_person(state, &signed.op, &open, id, &purpose, Action::View, "web").await {
-        Ok((view, receipt)) => {
-            let events = event_views(&view.events);
-            let page = views::person_page(
-                &chrome,
-                &signed.session.csrf,
-                &views::PersonPage {
-                    disclosed: &view.record,
-                    purpose: &view.purpose,
-                    events: &events,
-                    unreadable_events: view.unreadable_events,
-                    error,
-                    coordinator: signed.op.role == Role::Coordinator,
-                },
-            );
-            let status = if error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
-            Audited::new(receipt, (status, html(page))).into_response()
-        }
-        Err(r) => refused_page(&r, &bar),
-    }
+    let (view, receipt) = access::open_person(state, &signed.op, &open, id, &purpose, Action::View, "web")
+        .await
+        .map_err(|r| refused_page(&r, &bar))?;
+    let events = event_views(&view.events);
+    let page = views::person_page(
+        &signed.chrome(&bar),
+        &signed.session.csrf,
+        &views::PersonPage {
+            disclosed: &view.record,
+            purpose: &view.purpose,
+            events: &events,
+            unreadable_events: view.unreadable_events,
+            error,
+            coordinator: signed.op.role == Role::Coordinator,
+        },
+    );
+    let status = if error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    Ok(Audited::new(receipt, (status, html(page))).into_response())
 }
 
 fn event_views(events: &[access::EventLine]) -> Vec<views::EventView> {
@@ -565,33 +491,27 @@ pub async fn state_purpose(
     signed: Signed,
     Path(id): Path<String>,
     Form(form): Form<PurposeForm>,
-) -> Response {
-    if let Err(r) = signed.check_csrf(&state, &form.csrf).await {
-        return r;
-    }
+) -> Page {
+    signed.check_csrf(&state, &form.csrf).await?;
     let bar = signed.bar();
-    let chrome = Chrome { drill: drill_now(), user: Some(&bar) };
     let purpose = match Purpose::parse(&form.purpose, &form.purpose_text) {
         Ok(p) => p,
         Err(e) => {
-            let page = views::purpose_page(&chrome, &signed.session.csrf, &id, Some(&e.to_string()));
-            return (StatusCode::BAD_REQUEST, html(page)).into_response();
+            let page = views::purpose_page(&signed.chrome(&bar), &signed.session.csrf, &id, Some(&e.to_string()));
+            return Ok((StatusCode::BAD_REQUEST, html(page)).into_response());
         }
     };
     if crate::model::PersonId::parse(&id).is_err() {
-        return refused_page(&Refused::NotFound("この個人IDの記録はありません".into()), &bar);
+        return Err(refused_page(&Refused::NotFound("この個人IDの記録はありません".into()), &bar));
     }
     let (hash, person, label) = (signed.session.token_hash.clone(), id.clone(), purpose.label());
-    let stored = state
-        .with_node(move |node, s| -> Result<(), String> {
-            let now = node.now(s.clock.as_ref()).map_err(|e| e.to_string())?;
-            node.store.set_session_purpose(&hash, &person, &label, now).map_err(|e| e.to_string())
+    state
+        .try_with_node(move |node, s| -> Result<(), NodeError> {
+            let now = node.now(s.clock.as_ref())?;
+            Ok(node.store.set_session_purpose(&hash, &person, &label, now)?)
         })
-        .await;
-    if let Err(e) | Ok(Err(e)) = stored.map_err(|e| format!("{e:?}")) {
-        return AppError::Internal(e).into_response();
-    }
-    Redirect::to(&format!("/person/{id}")).into_response()
+        .await?;
+    Ok(Redirect::to(&format!("/person/{id}")).into_response())
 }
 
 #[derive(Deserialize)]
@@ -607,61 +527,43 @@ pub async fn add_event(
     signed: Signed,
     Path(id): Path<String>,
     Form(form): Form<EventForm>,
-) -> Response {
-    if let Err(r) = signed.check_csrf(&state, &form.csrf).await {
-        return r;
-    }
+) -> Page {
+    signed.check_csrf(&state, &form.csrf).await?;
     let event = match form.event.parse() {
         Ok(e) => e,
         Err(e) => return show_person(&state, &signed, &id, Some(&e.to_string())).await,
     };
-    let open = match open_for(&state, &signed).await {
-        Ok(o) => o,
-        Err(r) => return r,
-    };
-    match access::record_event(&state, &signed.op, &open, &id, event, "web").await {
-        Ok(_) => Redirect::to(&format!("/person/{id}#whereabouts")).into_response(),
-        Err(r) => refused_page(&r, &signed.bar()),
-    }
+    let open = open_for(&state, &signed).await?;
+    access::record_event(&state, &signed.op, &open, &id, event, "web")
+        .await
+        .map_err(|r| refused_page(&r, &signed.bar()))?;
+    Ok(Redirect::to(&format!("/person/{id}#whereabouts")).into_response())
 }
 
-pub async fn handover(State(state): State<AppState>, signed: Signed, Path(id): Path<String>) -> Response {
-    let open = match open_for(&state, &signed).await {
-        Ok(o) => o,
-        Err(r) => return r,
-    };
+pub async fn handover(State(state): State<AppState>, signed: Signed, Path(id): Path<String>) -> Page {
+    let open = open_for(&state, &signed).await?;
+    let purpose = stated_purpose(&state, &signed, &id).await?;
     let bar = signed.bar();
-    let chrome = Chrome { drill: drill_now(), user: Some(&bar) };
-    let purpose = match stated_purpose(&state, &signed, &id).await {
-        Ok(Some(p)) => p,
-        Ok(None) => return html(views::purpose_page(&chrome, &signed.session.csrf, &id, None)).into_response(),
-        Err(r) => return r,
-    };
-    match access::open_person(&state, &signed.op, &open, &id, &purpose, Action::Print, "web handover").await {
-        Ok((view, receipt)) => {
-            let events = event_views(&view.events);
-            let (node_id, now) = state
-                .with_node(|node, s| (node.info.node_id.clone(), node.now(s.clock.as_ref()).ok()))
-                .await
-                .unwrap_or_default();
-            let printed_at = now.map(jst).unwrap_or_default();
-            let by = format!("{}（{}）", signed.op.name, signed.op.role.label());
-            let page = views::handover_sheet(
-                &chrome,
-                &views::HandoverSheet {
-                    disclosed: &view.record,
-                    events: &events,
-                    purpose: &view.purpose,
-                    printed_at: &printed_at,
-                    printed_by: &by,
-                    node_id: &node_id,
-                    audit_seq: receipt.seq(),
-                },
-            );
-            Audited::new(receipt, html(page)).into_response()
-        }
-        Err(r) => refused_page(&r, &bar),
-    }
+    let (view, receipt) = access::open_person(&state, &signed.op, &open, &id, &purpose, Action::Print, "web handover")
+        .await
+        .map_err(|r| refused_page(&r, &bar))?;
+    let events = event_views(&view.events);
+    let (node_id, now) =
+        state.try_with_node(|node, s| node.now(s.clock.as_ref()).map(|now| (node.info.node_id.clone(), now))).await?;
+    let by = format!("{}（{}）", signed.op.name, signed.op.role.label());
+    let page = views::handover_sheet(
+        &signed.chrome(&bar),
+        &views::HandoverSheet {
+            disclosed: &view.record,
+            events: &events,
+            purpose: &view.purpose,
+            printed_at: &jst(now),
+            printed_by: &by,
+            node_id: &node_id,
+            audit_seq: receipt.seq(),
+        },
+    );
+    Ok(Audited::new(receipt, html(page)).into_response())
 }
 
 // ---- the coordinator ----
@@ -670,53 +572,56 @@ async fn manage_view(
     state: &AppState,
     message: Option<String>,
     error: Option<String>,
-) -> Result<views::ManageView, Response> {
+) -> Result<views::ManageView, AppError> {
     state
-        .with_node(move |node, s| -> Result<views::ManageView, String> {
-            let now = node.now(s.clock.as_ref()).map_err(|e| e.to_string())?;
+        .try_with_node(move |node, s| -> Result<views::ManageView, NodeError> {
+            let now = node.now(s.clock.as_ref())?;
             let access = node.check_access(s.clock.as_ref());
-            let active_id = node.authorization_in_force(s.clock.as_ref());
-            let authorization = node.active_authorization(s.clock.as_ref()).map_err(|e| e.to_string())?;
-            let staff = node.store.all_staff().map_err(|e| e.to_string())?;
-            let staff = staff
+            // Read after `check_access`, which ends an authorization whose window is over.
+            let in_force = node.store.active_authorization()?.map(|row| row.id);
+            let staff = node
+                .store
+                .all_staff()?
                 .iter()
                 .map(|st| {
-                    let allowed = staff::still_allowed(st, active_id.as_deref());
+                    let allowed = staff::still_allowed(st, in_force.as_deref());
                     let state = match (&st.revoked_at, &allowed) {
                         (Some(at), _) => format!("取り消し済み（{}）", jst(*at)),
                         (None, Err(_)) => "認可終了".to_owned(),
                         (None, Ok(())) if st.secret_hash.is_none() => "有効（コード未使用）".to_owned(),
                         (None, Ok(())) => "有効".to_owned(),
                     };
+                    let op = Operator::from(st);
                     views::StaffLine {
-                        id: st.id.clone(),
-                        name: st.name.clone(),
-                        facility: st.facility.clone(),
-                        role: Role::parse(&st.role).unwrap_or(Role::Support),
+                        id: op.id,
+                        name: op.name,
+                        facility: op.facility,
+                        role: op.role,
                         enrolled_at: jst(st.enrolled_at),
                         state,
                         active: st.revoked_at.is_none() && allowed.is_ok(),
                     }
                 })
                 .collect();
-            let (authorization_text, facilities) = match (&access, &authorization) {
-                (Ok(row), Some(a)) => (
-                    format!(
+            let (authorization, facilities) = match &access {
+                Ok(row) => {
+                    let code = row.code.as_deref().expect("an active authorization keeps its code");
+                    let rules = SignedAuthorization::parse(code)?.authorization;
+                    let text = format!(
                         "有効：{}（{} まで、ID {} 連番 {}）{}",
                         row.disaster,
                         jst(row.not_after),
                         row.id,
                         row.serial,
                         if row.drill { "・訓練" } else { "" }
-                    ),
-                    describe_facilities(a),
-                ),
-                (Err(denied), _) => (denied.to_string(), String::new()),
-                (Ok(_), None) => ("有効".to_owned(), String::new()),
+                    );
+                    (text, describe_facilities(&rules))
+                }
+                Err(denied) => (denied.to_string(), String::new()),
             };
             Ok(views::ManageView {
                 staff,
-                authorization: authorization_text,
+                authorization,
                 authorization_active: access.is_ok(),
                 facilities,
                 now: jst(now),
@@ -725,8 +630,6 @@ async fn manage_view(
             })
         })
         .await
-        .map_err(IntoResponse::into_response)?
-        .map_err(|e| AppError::Internal(e).into_response())
 }
 
 fn describe_facilities(a: &crate::authz::Authorization) -> String {
@@ -734,24 +637,26 @@ fn describe_facilities(a: &crate::authz::Authorization) -> String {
     if f.is_empty() { "なし（この認可では職員を登録できません）".to_owned() } else { f.join("、") }
 }
 
-async fn manage_page(
-    state: &AppState,
-    c: &Signed,
-    status: StatusCode,
-    message: Option<String>,
-    error: Option<String>,
-) -> Response {
-    let view = match manage_view(state, message, error).await {
-        Ok(v) => v,
-        Err(r) => return r,
+/// The management page, with what just happened (`Ok`) or why it could not (`Err`).
+async fn manage_page(state: &AppState, c: &Signed, status: StatusCode, outcome: Result<String, String>) -> Page {
+    let (message, error) = match outcome {
+        Ok(m) => (Some(m), None),
+        Err(e) => (None, Some(e)),
     };
+    let view = manage_view(state, message, error).await?;
     let bar = c.bar();
-    (status, html(views::manage_page(&Chrome { drill: drill_now(), user: Some(&bar) }, &c.session.csrf, &view)))
-        .into_response()
+    Ok((status, html(views::manage_page(&c.chrome(&bar), &c.session.csrf, &view))).into_response())
 }
 
-pub async fn manage(State(state): State<AppState>, Coordinator(c): Coordinator) -> Response {
-    manage_page(&state, &c, StatusCode::OK, None, None).await
+/// The management page saying what was wrong with the request (400).
+async fn manage_refused(state: &AppState, c: &Signed, error: impl Into<String>) -> Page {
+    manage_page(state, c, StatusCode::BAD_REQUEST, Err(error.into())).await
+}
+
+pub async fn manage(State(state): State<AppState>, Coordinator(c): Coordinator) -> Page {
+    let view = manage_view(&state, None, None).await?;
+    let bar = c.bar();
+    Ok(html(views::manage_page(&c.chrome(&bar), &c.session.csrf, &view)).into_response())
 }
 
 #[derive(Deserialize)]
@@ -768,16 +673,10 @@ pub struct EnrolForm {
     role: String,
 }
 
-pub async fn enrol(
-    State(state): State<AppState>,
-    Coordinator(c): Coordinator,
-    Form(form): Form<EnrolForm>,
-) -> Response {
-    if let Err(r) = c.check_csrf(&state, &form.csrf).await {
-        return r;
-    }
+pub async fn enrol(State(state): State<AppState>, Coordinator(c): Coordinator, Form(form): Form<EnrolForm>) -> Page {
+    c.check_csrf(&state, &form.csrf).await?;
     let Some(role) = Role::parse(&form.role) else {
-        return manage_page(&state, &c, StatusCode::BAD_REQUEST, None, Some("役割を選んでください".into())).await;
+        return manage_refused(&state, &c, "役割を選んでください").await;
     };
     let name = match form.organisation.trim() {
         "" => form.name.trim().to_owned(),
@@ -786,17 +685,12 @@ pub async fn enrol(
     let facility = form.facility.trim().to_owned();
     let (n, f) = (name.clone(), facility.clone());
     let result = state
-        .with_node(move |node, s| -> Result<Result<staff::Enrolled, staff::StaffError>, String> {
-            let authorization = node.active_authorization(s.clock.as_ref()).map_err(|e| e.to_string())?;
-            let now = node.now(s.clock.as_ref()).map_err(|e| e.to_string())?;
+        .try_with_node(move |node, s| -> Result<Result<staff::Enrolled, staff::StaffError>, NodeError> {
+            let authorization = node.active_authorization(s.clock.as_ref())?;
+            let now = node.now(s.clock.as_ref())?;
             Ok(staff::add(&node.store, authorization.as_ref(), &n, &f, role, now))
         })
-        .await;
-    let result = match result {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => return AppError::Internal(e).into_response(),
-        Err(e) => return e.into_response(),
-    };
+        .await?;
     let entry = match &result {
         Ok(e) => NewEntry {
             facility: Some(facility.clone()).filter(|f| !f.is_empty()),
@@ -805,25 +699,22 @@ pub async fn enrol(
         },
         Err(e) => c.op.entry(Action::Enrol, Outcome::Denied, e.to_string()),
     };
-    if let Err(e) = state.audit.record(entry).await {
-        return AppError::AuditUnavailable(e.to_string()).into_response();
-    }
-    match result {
-        Ok(enrolled) => {
-            let bar = c.bar();
-            let view = views::EnrolledView {
-                id: enrolled.id.clone(),
-                name,
-                role,
-                facility,
-                code: enrolled.login_code.to_string(),
-                token: enrolled.token.to_string(),
-                login_url: format!("{}login", state.url),
-            };
-            html(views::enrolled_page(&Chrome { drill: drill_now(), user: Some(&bar) }, &view)).into_response()
-        }
-        Err(e) => manage_page(&state, &c, StatusCode::BAD_REQUEST, None, Some(e.to_string())).await,
-    }
+    log(&state, entry).await?;
+    let enrolled = match result {
+        Ok(enrolled) => enrolled,
+        Err(e) => return manage_refused(&state, &c, e.to_string()).await,
+    };
+    let bar = c.bar();
+    let view = views::EnrolledView {
+        id: enrolled.id.clone(),
+        name,
+        role,
+        facility,
+        code: enrolled.login_code.to_string(),
+        token: enrolled.token.to_string(),
+        login_url: format!("{}login", state.url),
+    };
+    Ok(html(views::enrolled_page(&c.chrome(&bar), &view)).into_response())
 }
 
 pub async fn revoke(
@@ -831,41 +722,25 @@ pub async fn revoke(
     Coordinator(c): Coordinator,
     Path(id): Path<String>,
     Form(form): Form<CsrfOnly>,
-) -> Response {
-    if let Err(r) = c.check_csrf(&state, &form.csrf).await {
-        return r;
-    }
+) -> Page {
+    c.check_csrf(&state, &form.csrf).await?;
     if id == c.op.id {
-        return manage_page(&state, &c, StatusCode::BAD_REQUEST, None, Some("自分自身は取り消せません".into())).await;
+        return manage_refused(&state, &c, "自分自身は取り消せません").await;
     }
     let target = id.clone();
     let revoked = state
-        .with_node(move |node, s| -> Result<bool, String> {
-            let now = node.now(s.clock.as_ref()).map_err(|e| e.to_string())?;
-            node.store.revoke_staff(&target, now).map_err(|e| e.to_string())
+        .try_with_node(move |node, s| -> Result<bool, NodeError> {
+            let now = node.now(s.clock.as_ref())?;
+            Ok(node.store.revoke_staff(&target, now)?)
         })
-        .await;
-    let revoked = match revoked {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => return AppError::Internal(e).into_response(),
-        Err(e) => return e.into_response(),
-    };
+        .await?;
     let outcome = if revoked { Outcome::Ok } else { Outcome::Failed };
-    if let Err(e) = state.audit.record(c.op.entry(Action::Revoke, outcome, id.clone())).await {
-        return AppError::AuditUnavailable(e.to_string()).into_response();
-    }
+    log(&state, c.op.entry(Action::Revoke, outcome, id.clone())).await?;
     if revoked {
-        manage_page(
-            &state,
-            &c,
-            StatusCode::OK,
-            Some(format!("{id} の登録を取り消しました。次の操作から使えません。")),
-            None,
-        )
-        .await
-    } else {
-        manage_page(&state, &c, StatusCode::NOT_FOUND, None, Some(format!("{id} は見つからないか、取り消し済みです")))
+        manage_page(&state, &c, StatusCode::OK, Ok(format!("{id} の登録を取り消しました。次の操作から使えません。")))
             .await
+    } else {
+        manage_page(&state, &c, StatusCode::NOT_FOUND, Err(format!("{id} は見つからないか、取り消し済みです"))).await
     }
 }
 
@@ -873,119 +748,59 @@ pub async fn import_authorization(
     State(state): State<AppState>,
     Coordinator(c): Coordinator,
     mut form: Multipart,
-) -> Response {
+) -> Page {
     let (mut csrf, mut code) = (String::new(), String::new());
     loop {
-        match form.next_field().await {
-            Ok(Some(field)) => {
-                let name = field.name().unwrap_or("").to_owned();
-                let text = match field.text().await {
-                    Ok(t) => t,
-                    Err(_) => break,
-                };
-                match name.as_str() {
-                    "csrf" => csrf = text,
-                    "code" | "file" if !text.trim().is_empty() => code = text,
-                    _ => {}
-                }
-            }
+        let field = match form.next_field().await {
+            Ok(Some(field)) => field,
             Ok(None) => break,
-            Err(_) => {
-                return manage_page(
-                    &state,
-                    &c,
-                    StatusCode::BAD_REQUEST,
-                    None,
-                    Some("送信内容を読めません。もう一度送ってください".into()),
-                )
-                .await;
-            }
+            Err(_) => return manage_refused(&state, &c, "送信内容を読めません。もう一度送ってください").await,
+        };
+        let name = field.name().unwrap_or("").to_owned();
+        let Ok(text) = field.text().await else { break };
+        match name.as_str() {
+            "csrf" => csrf = text,
+            "code" | "file" if !text.trim().is_empty() => code = text,
+            _ => {}
         }
     }
-    if let Err(r) = c.check_csrf(&state, &csrf).await {
-        return r;
-    }
+    c.check_csrf(&state, &csrf).await?;
     if code.trim().is_empty() {
-        return manage_page(
-            &state,
-            &c,
-            StatusCode::BAD_REQUEST,
-            None,
-            Some("認可ファイルを選ぶか、認可コードを貼り付けてください".into()),
-        )
-        .await;
+        return manage_refused(&state, &c, "認可ファイルを選ぶか、認可コードを貼り付けてください").await;
     }
-    let result = state
-        .with_node(move |node, s| {
-            node.import_authorization(code.trim(), &s.secret, s.clock.as_ref()).map_err(|e| e.to_string())
-        })
-        .await;
-    let result = match result {
-        Ok(r) => r,
-        Err(e) => return e.into_response(),
-    };
-    let entry = match &result {
-        Ok(crate::gate::ImportOutcome::Activated { id, serial, .. }) => {
-            c.op.entry(Action::AuthorizationImport, Outcome::Ok, format!("{id} #{serial} activated"))
+    let result =
+        state.with_node(move |node, s| node.import_authorization(code.trim(), &s.secret, s.clock.as_ref())).await?;
+    let (action, outcome, detail) = import_audit(&result);
+    log(&state, c.op.entry(action, outcome, detail)).await?;
+    let message = match result {
+        Ok(ImportOutcome::Activated { until, .. }) => {
+            format!("認可を取り込みました。{} まで検索できます。", jst(until))
         }
-        Ok(crate::gate::ImportOutcome::Closed { id, serial }) => {
-            c.op.entry(Action::AuthorizationImport, Outcome::Ok, format!("{id} #{serial} ended it"))
-        }
-        Err(e) => c.op.entry(Action::AuthorizationRefused, Outcome::Denied, e.clone()),
-    };
-    if let Err(e) = state.audit.record(entry).await {
-        return AppError::AuditUnavailable(e.to_string()).into_response();
-    }
-    match result {
-        Ok(crate::gate::ImportOutcome::Activated { until, .. }) => {
-            manage_page(
-                &state,
-                &c,
-                StatusCode::OK,
-                Some(format!("認可を取り込みました。{} まで検索できます。", jst(until))),
-                None,
-            )
-            .await
-        }
-        Ok(crate::gate::ImportOutcome::Closed { .. }) => {
+        Ok(ImportOutcome::Closed { .. }) => {
             state.gate.close();
-            manage_page(
-                &state,
-                &c,
-                StatusCode::OK,
-                Some("認可は中央によって終了されました。検索はできません。".into()),
-                None,
-            )
-            .await
+            "認可は中央によって終了されました。検索はできません。".to_owned()
         }
-        Err(e) => manage_page(&state, &c, StatusCode::BAD_REQUEST, None, Some(e)).await,
-    }
+        Err(e) => return manage_refused(&state, &c, e.to_string()).await,
+    };
+    manage_page(&state, &c, StatusCode::OK, Ok(message)).await
 }
 
 pub async fn close_authorization(
     State(state): State<AppState>,
     Coordinator(c): Coordinator,
     Form(form): Form<CsrfOnly>,
-) -> Response {
-    if let Err(r) = c.check_csrf(&state, &form.csrf).await {
-        return r;
-    }
-    let closed = state.with_node(|node, s| node.close_authorization(s.clock.as_ref()).map_err(|e| e.to_string())).await;
+) -> Page {
+    c.check_csrf(&state, &form.csrf).await?;
+    let closed = state.try_with_node(|node, s| node.close_authorization(s.clock.as_ref())).await;
     state.gate.close();
-    let closed = match closed {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) => return AppError::Internal(e).into_response(),
-        Err(e) => return e.into_response(),
-    };
+    let closed = closed?;
     let detail = closed.clone().unwrap_or_else(|| "nothing active".into());
-    if let Err(e) = state.audit.record(c.op.entry(Action::AuthorizationClose, Outcome::Ok, detail)).await {
-        return AppError::AuditUnavailable(e.to_string()).into_response();
-    }
+    log(&state, c.op.entry(Action::AuthorizationClose, Outcome::Ok, detail)).await?;
     let message = match closed {
         Some(id) => format!("認可 {id} を終了しました。検索はできません。"),
         None => "有効な認可はありませんでした。".to_owned(),
     };
-    manage_page(&state, &c, StatusCode::OK, Some(message), None).await
+    manage_page(&state, &c, StatusCode::OK, Ok(message)).await
 }
 
 #[derive(Deserialize)]
@@ -1009,52 +824,31 @@ pub async fn move_clock(
     State(state): State<AppState>,
     Coordinator(c): Coordinator,
     Form(form): Form<ClockForm>,
-) -> Response {
-    if let Err(r) = c.check_csrf(&state, &form.csrf).await {
-        return r;
-    }
+) -> Page {
+    c.check_csrf(&state, &form.csrf).await?;
     let Some(to) = parse_local_jst(&form.to) else {
-        return manage_page(
-            &state,
-            &c,
-            StatusCode::BAD_REQUEST,
-            None,
-            Some("時刻を「年-月-日 時:分」で入力してください".into()),
-        )
-        .await;
+        return manage_refused(&state, &c, "時刻を「年-月-日 時:分」で入力してください").await;
     };
     let moved = state
-        .with_node(move |node, s| -> Result<DateTime<Utc>, String> {
-            let before = node.now(s.clock.as_ref()).map_err(|e| e.to_string())?;
-            node.move_clock_forward(to, s.clock.as_ref()).map_err(|e| e.to_string())?;
+        .with_node(move |node, s| -> Result<DateTime<Utc>, NodeError> {
+            let before = node.now(s.clock.as_ref())?;
+            node.move_clock_forward(to, s.clock.as_ref())?;
             Ok(before)
         })
-        .await;
-    let moved = match moved {
-        Ok(m) => m,
-        Err(e) => return e.into_response(),
-    };
+        .await?;
     let entry = match &moved {
         Ok(before) => {
             c.op.entry(Action::ClockMove, Outcome::Ok, format!("{} -> {}", before.to_rfc3339(), to.to_rfc3339()))
         }
-        Err(e) => c.op.entry(Action::ClockMove, Outcome::Denied, e.clone()),
+        Err(e) => c.op.entry(Action::ClockMove, Outcome::Denied, e.to_string()),
     };
-    if let Err(e) = state.audit.record(entry).await {
-        return AppError::AuditUnavailable(e.to_string()).into_response();
-    }
+    log(&state, entry).await?;
     match moved {
         Ok(before) => {
-            manage_page(
-                &state,
-                &c,
-                StatusCode::OK,
-                Some(format!("時計を {} から {} に進めました。", jst(before), jst(to))),
-                None,
-            )
-            .await
+            let message = format!("時計を {} から {} に進めました。", jst(before), jst(to));
+            manage_page(&state, &c, StatusCode::OK, Ok(message)).await
         }
-        Err(e) => manage_page(&state, &c, StatusCode::BAD_REQUEST, None, Some(e)).await,
+        Err(e) => manage_refused(&state, &c, e.to_string()).await,
     }
 }
 
@@ -1069,51 +863,32 @@ pub async fn audit_log(
     State(state): State<AppState>,
     Coordinator(c): Coordinator,
     UrlQuery(p): UrlQuery<AuditParams>,
-) -> Response {
+) -> Page {
     let person = p.person.trim().to_owned();
-    if !person.is_empty() && crate::model::PersonId::parse(&person).is_err() {
-        return manage_page(
-            &state,
-            &c,
-            StatusCode::BAD_REQUEST,
-            None,
-            Some("個人IDは32桁の英数字（小文字）です".into()),
-        )
-        .await;
-    }
-    let filter = person.clone();
+    let subject = match person.as_str() {
+        "" => None,
+        id => match crate::model::PersonId::parse(id) {
+            Ok(id) => Some(id),
+            Err(_) => return manage_refused(&state, &c, "個人IDは32桁の英数字（小文字）です").await,
+        },
+    };
+    let filter = subject.clone();
     let entries = state
-        .with_node(move |node, _| {
-            if filter.is_empty() {
-                node.store.audit_page(p.before, AUDIT_PAGE_ENTRIES)
-            } else {
-                node.store.audit_entries_for(&filter).map(|mut e| {
-                    e.reverse();
-                    e
-                })
-            }
+        .try_with_node(move |node, _| match filter {
+            None => node.store.audit_page(p.before, AUDIT_PAGE_ENTRIES),
+            Some(id) => node.store.audit_entries_for(id.as_str()).map(|mut e| {
+                e.reverse();
+                e
+            }),
         })
-        .await;
-    let entries = match entries {
-        Ok(Ok(e)) => e,
-        Ok(Err(e)) => return AppError::Internal(e.to_string()).into_response(),
-        Err(e) => return e.into_response(),
-    };
+        .await?;
     // Reading the log, and above all one person's history, is itself an access.
-    let mut entry = c.op.entry(
-        Action::View,
-        Outcome::Ok,
-        if person.is_empty() { "audit log".to_owned() } else { "person access history".to_owned() },
-    );
-    if let Ok(id) = crate::model::PersonId::parse(&person) {
-        entry.subjects = vec![id];
-    }
-    let receipt = match state.audit.record(entry).await {
-        Ok(r) => r,
-        Err(e) => return AppError::AuditUnavailable(e.to_string()).into_response(),
-    };
+    let detail = if subject.is_some() { "person access history" } else { "audit log" };
+    let mut entry = c.op.entry(Action::View, Outcome::Ok, detail);
+    entry.subjects = subject.iter().cloned().collect();
+    let receipt = log(&state, entry).await?;
     let older =
-        (person.is_empty() && entries.len() == AUDIT_PAGE_ENTRIES).then(|| entries.last().map(|e| e.seq)).flatten();
+        (subject.is_none() && entries.len() == AUDIT_PAGE_ENTRIES).then(|| entries.last().map(|e| e.seq)).flatten();
     let lines: Vec<views::AuditLine> = entries
         .iter()
         .map(|e| views::AuditLine {
@@ -1131,11 +906,6 @@ pub async fn audit_log(
         })
         .collect();
     let bar = c.bar();
-    let page = views::audit_page(
-        &Chrome { drill: drill_now(), user: Some(&bar) },
-        (!person.is_empty()).then_some(person.as_str()),
-        &lines,
-        older,
-    );
-    Audited::new(receipt, html(page)).into_response()
+    let page = views::audit_page(&c.chrome(&bar), subject.as_ref().map(|id| id.as_str()), &lines, older);
+    Ok(Audited::new(receipt, html(page)).into_response())
 }

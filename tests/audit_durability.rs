@@ -35,16 +35,7 @@ async fn operator_and_person(f: &Fixture) -> (String, String) {
         "name": format!("{} {}", r["family_name"], r["given_name"]), "birth_date": r["birth_date"],
     });
     let http = common::https_client(&f.path("n/tls/ca.pem"));
-    let found: serde_json::Value = http
-        .post(format!("{url}api/v1/search"))
-        .bearer_auth(&token)
-        .json(&query)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let found = common::api_search(&http, &url, &token, &query).await;
     let person = found["candidates"][0]["person_id"].as_str().expect("found").to_owned();
     assert!(server.terminate().0.success());
     (token, person)

@@ -74,16 +74,7 @@ async fn demo_serves_the_status_page_over_https_and_stops_on_sigterm() {
         "birth_date": r["birth_date"],
         "sex": if r["sex"] == "1" { "男" } else { "女" },
     });
-    let found: serde_json::Value = http
-        .post(format!("{url}api/v1/search"))
-        .bearer_auth(token.trim())
-        .json(&query)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let found = common::api_search(&http, &url, &token, &query).await;
     assert_eq!(found["candidates"][0]["name"], format!("{} {}", r["family_name"], r["given_name"]), "{found}");
 
     // Searching on the pages needs a session: the entry sends to the sign-in page.

@@ -229,16 +229,7 @@ async fn revocation_lockout_clock_correction_and_the_api_mirror() {
 
     // The API mirrors the pages: search, the person by role with a purpose, field events.
     let api = client(&demo);
-    let found: serde_json::Value = api
-        .post(format!("{url}api/v1/search"))
-        .bearer_auth(token.trim())
-        .json(&serde_json::json!({ "name": kana, "birth_date": birth }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let found = common::api_search(&api, &url, &token, &serde_json::json!({ "name": kana, "birth_date": birth })).await;
     let person_id = found["candidates"][0]["person_id"].as_str().unwrap().to_owned();
     let person = format!("{url}api/v1/person/{person_id}");
     let r = api.get(&person).bearer_auth(token.trim()).send().await.unwrap();

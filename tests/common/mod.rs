@@ -292,3 +292,14 @@ pub fn demo_logins(demo_dir: &Path) -> Vec<(String, String)> {
         })
         .collect()
 }
+
+/// `POST /api/v1/search` with an operator's token; the answer as JSON (any status).
+pub async fn api_search(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    query: &serde_json::Value,
+) -> serde_json::Value {
+    let response = http.post(format!("{url}api/v1/search")).bearer_auth(token.trim()).json(query).send().await;
+    response.expect("the node answers").json().await.expect("a JSON answer")
+}
