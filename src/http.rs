@@ -53,6 +53,15 @@ tokio::task_local! {
     static DRILL: bool;
 }
 
+/// The address of the client that sent a request (by its extensions), as `server::run` notes it on every
+/// request. A request that did not come through `server::run` (a router called directly in a
+/// test) counts as the unspecified address.
+pub fn client_addr(extensions: &axum::http::Extensions) -> std::net::IpAddr {
+    extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or(std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED), |c| c.0.ip())
+}
+
 /// Whether the current request's pages show the drill banner.
 pub fn drill_now() -> bool {
     DRILL.try_with(|d| *d).unwrap_or(false)

@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
 
 use crate::limits::{CONNECTIONS_MAX, SHUTDOWN_GRACE_SECONDS_MAX, TLS_HANDSHAKE_SECONDS_MAX};
 
@@ -64,6 +65,12 @@ pub async fn run(
                     return;
                 }
             };
+            // Every request carries the client's address, for per-address limits and the
+            // summaries of anonymous refusals (`http::client_addr`).
+            let app = app.map_request(move |mut request: axum::extract::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                request
+            });
             let builder = Builder::new(TokioExecutor::new());
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls_stream), TowerToHyperService::new(app));
             if let Err(e) = watcher.watch(conn.into_owned()).await {
