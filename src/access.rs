@@ -131,6 +131,22 @@ pub async fn search(
             "検索が多すぎます（{SEARCH_RATE_WINDOW_SECONDS}秒に{SEARCH_RATE_PER_OPERATOR_MAX}回まで）。少し待ってください"
         )));
     }
+    let typed = [
+        &query.name,
+        &query.birth_date,
+        &query.sex,
+        &query.insurer_or_address,
+        &query.insurer_number,
+        &query.insured_number,
+    ];
+    if let Some(bad) = typed.into_iter().flatten().find_map(|t| crate::model::text::clean(t, false).err()) {
+        record(
+            state,
+            op.entry(Action::Search, Outcome::Failed, format!("{channel} search refused: control character")),
+        )
+        .await?;
+        return Err(Refused::BadRequest(bad.to_string()));
+    }
     let today = node_today(state).await?;
     let summary = serde_json::to_string(&serde_json::json!({
         "name": query.name, "birth_date": query.birth_date, "sex": query.sex,
@@ -160,7 +176,13 @@ pub async fn search(
             return Err(Refused::BadRequest(e.to_string()));
         }
     };
-    let candidates: Vec<CandidateView> = outcome.candidates.iter().map(|c| candidate_view(&open.index, c)).collect();
+    // The index holds only the authorization's municipalities; each candidate is checked again.
+    let candidates: Vec<CandidateView> = outcome
+        .candidates
+        .iter()
+        .filter(|c| open.authorization.covers_municipality(open.index.shown(c.record).municipality))
+        .map(|c| candidate_view(&open.index, c))
+        .collect();
     let mut entry = op.entry(
         Action::Search,
         Outcome::Ok,
@@ -195,8 +217,10 @@ pub struct PersonView {
     pub unreadable_events: usize,
 }
 
-/// A person id from a URL; a malformed one is refused and logged like any other miss.
-async fn person_id(state: &AppState, op: &Operator, raw: &str, channel: &str) -> Result<PersonId, Refused> {
+/// A person id from a URL, parsed before anything else is done with it; a malformed one is
+/// refused and logged like any other miss. Handlers take only the typed id from here on, so no
+/// request text reaches a page, a form action or the store.
+pub async fn person_id(state: &AppState, op: &Operator, raw: &str, channel: &str) -> Result<PersonId, Refused> {
     match PersonId::parse(raw) {
         Ok(id) => Ok(id),
         Err(_) => {
@@ -223,13 +247,12 @@ pub async fn open_person(
     state: &AppState,
     op: &Operator,
     open: &Arc<OpenData>,
-    raw_id: &str,
+    id: &PersonId,
     purpose: &Purpose,
     action: Action,
     channel: &str,
 ) -> Result<(PersonView, Receipt), Refused> {
     check_facility(state, op, open, channel).await?;
-    let id = person_id(state, op, raw_id, channel).await?;
     let record = {
         let (open, id) = (open.clone(), id.clone());
         tokio::task::spawn_blocking(move || open.record(id.as_str()))
@@ -244,7 +267,7 @@ pub async fn open_person(
                 op,
                 Action::Denied,
                 Outcome::Failed,
-                &id,
+                id,
                 Some(purpose),
                 &format!("{channel}: no such person"),
             )
@@ -283,7 +306,7 @@ pub async fn open_person(
         }
     }
     let detail = format!("{channel}: sections {}", disclosed.sections.join(","));
-    let receipt = record_entry(state, op, action, Outcome::Ok, &id, Some(purpose), &detail).await?;
+    let receipt = record_entry(state, op, action, Outcome::Ok, id, Some(purpose), &detail).await?;
     Ok((PersonView { purpose: purpose.label(), record: disclosed, events, unreadable_events: unreadable }, receipt))
 }
 
@@ -307,21 +330,20 @@ pub async fn record_event(
     state: &AppState,
     op: &Operator,
     open: &Arc<OpenData>,
-    raw_id: &str,
+    id: &PersonId,
     event: FieldEvent,
     channel: &str,
 ) -> Result<(i64, Receipt), Refused> {
     check_facility(state, op, open, channel).await?;
-    let id = person_id(state, op, raw_id, channel).await?;
     if open.index.position_of(id.as_str()).is_none() {
-        record_entry(state, op, Action::Denied, Outcome::Failed, &id, None, &format!("{channel}: no such person"))
+        record_entry(state, op, Action::Denied, Outcome::Failed, id, None, &format!("{channel}: no such person"))
             .await?;
         return Err(Refused::NotFound("この個人IDの記録はこの地域のデータにありません".into()));
     }
     // The entry first: an event on disk always has its entry. If storing then fails, a second
     // entry says so.
     let receipt =
-        record_entry(state, op, Action::FieldEvent, Outcome::Ok, &id, None, &format!("{channel}: field event")).await?;
+        record_entry(state, op, Action::FieldEvent, Outcome::Ok, id, None, &format!("{channel}: field event")).await?;
     let (open2, op2, id2) = (open.clone(), op.clone(), id.clone());
     let stored = state
         .with_node(move |node, s| -> Result<i64, String> {
@@ -335,7 +357,7 @@ pub async fn record_event(
     match stored {
         Ok(seq) => Ok((seq, receipt)),
         Err(e) => {
-            record_entry(state, op, Action::FieldEvent, Outcome::Failed, &id, None, &format!("{channel}: not stored"))
+            record_entry(state, op, Action::FieldEvent, Outcome::Failed, id, None, &format!("{channel}: not stored"))
                 .await?;
             Err(Refused::Unavailable(format!("居場所を保存できません（{e}）")))
         }

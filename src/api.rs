@@ -89,11 +89,17 @@ impl FromRequestParts<AppState> for Operator {
             // The authorization this person was enrolled under is over: a closed-data answer.
             Some((s, Err((LoginError::AuthorizationEnded, message)))) => (s.id, StatusCode::FORBIDDEN, message),
             Some((s, Err((_, message)))) => (s.id, StatusCode::UNAUTHORIZED, message),
-            None => (
-                "anonymous".to_owned(),
-                StatusCode::UNAUTHORIZED,
-                "登録された職員のトークン（Authorization: Bearer …）が必要です".to_owned(),
-            ),
+            None => {
+                // Nobody: counted and summarised per address, not written one by one.
+                let address = crate::http::client_addr(&parts.extensions);
+                let status = if state.throttle.refused_anonymous(address, "API without a valid token") {
+                    StatusCode::UNAUTHORIZED
+                } else {
+                    StatusCode::TOO_MANY_REQUESTS
+                };
+                return Err(ApiError::new(status, "登録された職員のトークン（Authorization: Bearer …）が必要です")
+                    .into_response());
+            }
         };
         let entry = NewEntry::new(&operator, Action::Denied, Outcome::Denied, "api: token refused");
         let status = match state.audit.record(entry).await {
@@ -155,9 +161,10 @@ async fn view(
     p: &PurposeParams,
     channel: &str,
 ) -> Result<(PersonView, crate::audit::Receipt), ApiError> {
+    let id = access::person_id(state, operator, id, channel).await?;
     let purpose = Purpose::parse(&p.purpose, &p.purpose_text)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
-    Ok(access::open_person(state, operator, open, id, &purpose, Action::View, channel).await?)
+    Ok(access::open_person(state, operator, open, &id, &purpose, Action::View, channel).await?)
 }
 
 /// `GET /api/v1/person/{id}?purpose=…`: the record as the operator's role may see it.
@@ -191,6 +198,7 @@ pub async fn add_event(
     Path(id): Path<String>,
     Json(e): Json<FieldEventInput>,
 ) -> Result<Audited<(StatusCode, Json<serde_json::Value>)>, ApiError> {
+    let id = access::person_id(&state, &operator, &id, "api").await?;
     let open = access::open_data(&state, &operator, "api").await?;
     let event = e.parse().map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
     let (seq, receipt) = access::record_event(&state, &operator, &open, &id, event, "api").await?;

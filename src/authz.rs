@@ -179,6 +179,12 @@ impl Authorization {
         self.nodes.iter().find(|g| g.node_id == node_id)
     }
 
+    /// Whether a person of this municipality may be found and read under this authorization:
+    /// the disaster special measure covers only the 災害救助法 areas it lists.
+    pub fn covers_municipality(&self, code: &str) -> bool {
+        self.municipalities.iter().any(|m| m.as_str() == code)
+    }
+
     /// Whether a facility (事業所番号) is allowed by the rules.
     /// The sections `role` may see under this authorization (none if it names the role not).
     pub fn sections_for(&self, role: Role) -> &[Section] {

@@ -484,16 +484,18 @@ pub fn run(cli: Cli) -> Result<()> {
             if entries.is_empty() {
                 println!("このノードでは、この人の記録へのアクセスはありません。");
             }
+            // Stored text is shown escaped: an entry must not be able to rewrite the terminal.
+            let safe = |t: &str| crate::model::text::terminal_safe(t).into_owned();
             for e in entries {
                 println!(
                     "{}  {}  {}  事業所 {}  {}  目的: {}  結果: {}",
-                    e.wall_time,
-                    e.operator,
-                    e.role.as_deref().unwrap_or("-"),
-                    e.facility.as_deref().unwrap_or("-"),
-                    e.action,
-                    e.purpose.as_deref().unwrap_or("-"),
-                    e.outcome
+                    safe(&e.wall_time),
+                    safe(&e.operator),
+                    safe(e.role.as_deref().unwrap_or("-")),
+                    safe(e.facility.as_deref().unwrap_or("-")),
+                    safe(&e.action),
+                    safe(e.purpose.as_deref().unwrap_or("-")),
+                    safe(&e.outcome)
                 );
             }
             Ok(())
@@ -519,8 +521,8 @@ pub fn run(cli: Cli) -> Result<()> {
             println!(
                 "職員 {} を登録しました（{}、事業所 {}、{}）。",
                 enrolled.id,
-                name.trim(),
-                facility.trim(),
+                crate::model::text::terminal_safe(name.trim()),
+                crate::model::text::terminal_safe(facility.trim()),
                 role.label()
             );
             println!("ログインコード（1回限り）: {}", enrolled.login_code.as_str());
@@ -884,6 +886,7 @@ fn serve(dir: &NodeDir, listen: SocketAddr, clock: SharedClock, banner: Option<&
             url: url.clone(),
             drill: Arc::new(std::sync::atomic::AtomicBool::new(drill)),
             rate: Arc::new(crate::api::RateLimiter::default()),
+            throttle: crate::throttle::Throttle::new(),
         };
         let shutdown = CancellationToken::new();
         tokio::spawn(server::cancel_on_signal(shutdown.clone()));
@@ -892,6 +895,7 @@ fn serve(dir: &NodeDir, listen: SocketAddr, clock: SharedClock, banner: Option<&
         shutdown.cancel();
         keeper.await.context("時刻の見張りが異常終了しました")?;
         state.gate.close();
+        http::write_refusal_summaries(&state, true).await;
         // The last entry and its signed checkpoint: the log is closed cleanly.
         audit.record(NewEntry::new("node", Action::NodeStop, Outcome::Ok, "shutdown")).await?;
         drop(state);

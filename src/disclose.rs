@@ -28,7 +28,8 @@ impl Purpose {
 
     /// From a form or API value; "other" needs its text.
     pub fn parse(kind: &str, other: &str) -> Result<Purpose, PurposeError> {
-        let other = other.trim();
+        let other = crate::model::text::clean(other.trim(), false)?;
+        let other = other.as_ref();
         match kind {
             "life_support" | "生活支援" => Ok(Purpose::LifeSupport),
             "receiving" | "受入れ" => Ok(Purpose::Receiving),
@@ -67,6 +68,8 @@ pub enum PurposeError {
     Missing,
     #[error("「その他」を選んだときは、目的を書いてください")]
     OtherWithoutText,
+    #[error("目的に{0}")]
+    Control(#[from] crate::model::text::ControlCharacter),
     #[error("目的は200文字以内で書いてください")]
     TooLong,
 }
@@ -287,6 +290,7 @@ pub struct FieldEvent {
 
 /// A field event as a form or a JSON body sends it, before it is checked.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FieldEventInput {
     #[serde(default)]
     pub place: String,
@@ -312,6 +316,8 @@ pub enum FieldEventError {
     PlaceNameTooLong(usize),
     #[error("申し送りは{0}文字以内にしてください")]
     NoteTooLong(usize),
+    #[error("場所の名前か申し送りに{0}")]
+    Control(#[from] crate::model::text::ControlCharacter),
 }
 
 impl FieldEvent {
@@ -323,8 +329,9 @@ impl FieldEvent {
     /// Trims the text and checks it against the limits.
     pub fn checked(place: Place, place_name: &str, note: &str) -> Result<FieldEvent, FieldEventError> {
         use crate::limits::{FIELD_NOTE_CHARS_MAX, FIELD_PLACE_CHARS_MAX};
-        let place_name = place_name.trim();
-        let note = note.trim();
+        let place_name = crate::model::text::clean(place_name.trim(), false)?;
+        let note = crate::model::text::clean(note.trim(), true)?;
+        let (place_name, note) = (place_name.as_ref(), note.as_ref());
         if matches!(place, Place::Facility | Place::Hospital | Place::Other) && place_name.is_empty() {
             return Err(FieldEventError::PlaceNameMissing);
         }

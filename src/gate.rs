@@ -78,6 +78,12 @@ impl OpenData {
         if record.person_id.as_str() != person_id {
             return Err(SnapshotError::Altered { what: "検索部と記録の順序が一致しません".into() });
         }
+        // Checked again on the record itself, not only on the index that found it.
+        if !self.authorization.covers_municipality(record.municipality.as_str()) {
+            return Err(SnapshotError::Altered {
+                what: "認可の対象外の市区町村の記録が索引にありました".into()
+            });
+        }
         Ok(Some(record))
     }
 
@@ -160,6 +166,12 @@ impl Node {
     ) -> Result<ImportOutcome, NodeError> {
         let signed = SignedAuthorization::parse(code)?;
         let a = &signed.authorization;
+        // An authentic authorization for this node carries the central's clock, even if it is
+        // refused below (for instance because this node's clock is far behind): it bounds how
+        // far the coordinator may then move the clock forward.
+        if signed.signature_valid(&self.info.central_key) && a.grant_for(&self.info.node_id).is_some() {
+            self.note_central_time(a.issued_at())?;
+        }
         let now = self.now(clock)?;
         let manifest = self.current_manifest()?.map(|(_, m)| m);
         let seen = self.store.authorization(&a.id)?.map(|r| r.serial);
@@ -298,7 +310,9 @@ impl Node {
             std::fs::File::open(&path).map_err(|cause| NodeError::Io { path: path.display().to_string(), cause })?;
         let (section, records) =
             snapshot::open_search(std::io::BufReader::new(file), &self.info.central_key, &data_key)?;
-        let index = Index::from_section(section);
+        // Only the people of the authorization's municipalities are held: a snapshot covers a
+        // whole region, an authorization only the areas the Disaster Relief Act applies to.
+        let index = Index::from_section_within(section, |code| signed.authorization.covers_municipality(code));
         Ok(OpenData { authorization: signed.authorization, data_key, index, file: path, records })
     }
 }

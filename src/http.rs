@@ -45,6 +45,9 @@ pub struct AppState {
     pub drill: Arc<AtomicBool>,
     /// Searches per operator, to stop anyone walking the region.
     pub rate: Arc<crate::api::RateLimiter>,
+    /// What clients that have not proved who they are may cost: sign-in attempts, the Argon2
+    /// queue, and refused requests (summarised in the audit log).
+    pub throttle: Arc<crate::throttle::Throttle>,
 }
 
 tokio::task_local! {
@@ -60,6 +63,17 @@ pub fn client_addr(extensions: &axum::http::Extensions) -> std::net::IpAddr {
     extensions
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map_or(std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED), |c| c.0.ip())
+}
+
+/// The client address of a request, as an extractor (see `client_addr`).
+pub struct ClientAddr(pub std::net::IpAddr);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr(client_addr(&parts.extensions)))
+    }
 }
 
 /// Whether the current request's pages show the drill banner.
@@ -110,6 +124,17 @@ pub async fn keep_time(state: AppState, shutdown: CancellationToken) {
             .await;
         if let Ok(Err(denied)) = result {
             tracing::debug!(%denied, "data closed");
+        }
+        write_refusal_summaries(&state, false).await;
+    }
+}
+
+/// Writes the summaries of requests refused for having no session or token that are due (all
+/// of them with `force`, at shutdown). A failure is logged: these record no access to data.
+pub async fn write_refusal_summaries(state: &AppState, force: bool) {
+    for entry in state.throttle.take_summaries(force) {
+        if let Err(e) = state.audit.record(entry).await {
+            tracing::error!(error = %e, "cannot write a summary of refused requests");
         }
     }
 }

@@ -24,6 +24,7 @@ pub mod snapshot;
 pub mod staff;
 pub mod store;
 pub mod synth;
+pub mod throttle;
 pub mod tls;
 pub mod views;
 pub mod web;

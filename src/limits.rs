@@ -57,9 +57,46 @@ pub const SEARCH_RATE_WINDOW_SECONDS: u64 = 60;
 /// most this much).
 pub const TRUSTED_TIME_STEP_SECONDS: i64 = 10;
 
-/// Failed sign-ins in a row before an account is locked for `LOGIN_LOCKOUT_SECONDS`.
+/// Failed sign-ins from one client address for one staff id before that address must wait
+/// `LOGIN_LOCKOUT_SECONDS` to try that id again. The person on their own phone is not locked
+/// out by someone guessing from another.
 pub const LOGIN_FAILURES_MAX: u32 = 5;
 pub const LOGIN_LOCKOUT_SECONDS: i64 = 15 * 60;
+/// Failed sign-ins from one address, whatever the ids, in `LOGIN_ADDRESS_WINDOW_SECONDS`:
+/// a tired worker mistypes a few times; a guesser walking the staff list makes many.
+pub const LOGIN_ADDRESS_FAILURES_MAX: usize = 20;
+pub const LOGIN_ADDRESS_WINDOW_SECONDS: u64 = 15 * 60;
+/// Failed sign-ins to one account from anywhere, since its last success, before each further
+/// attempt must wait a backoff that starts at `LOGIN_BACKOFF_BASE_SECONDS` and doubles up to
+/// `LOGIN_BACKOFF_SECONDS_MAX`: slows guessing from many addresses, and never locks the
+/// account holder out for longer than the cap.
+pub const LOGIN_ACCOUNT_FAILURES_FREE: u32 = 10;
+pub const LOGIN_BACKOFF_BASE_SECONDS: i64 = 5;
+pub const LOGIN_BACKOFF_SECONDS_MAX: i64 = 60;
+/// How long a sign-in being checked holds its account, so that parallel guesses at one account
+/// are refused instead of each being checked; released as soon as the check ends.
+pub const LOGIN_ATTEMPT_HOLD_SECONDS: i64 = 30;
+/// Argon2 hashes running at once (each takes 19 MiB): the memory sign-in may use, however many
+/// try. Further sign-ins wait in a queue of `LOGIN_HASHES_WAITING_MAX`; beyond it, 503.
+pub const LOGIN_HASHES_CONCURRENT_MAX: usize = 2;
+pub const LOGIN_HASHES_WAITING_MAX: usize = 16;
+/// Sign-ins in flight from one client address: a person presses the button once or twice.
+pub const LOGIN_IN_FLIGHT_PER_ADDRESS_MAX: usize = 2;
+/// Client addresses remembered for sign-in failures and anonymous refusals; the stalest is
+/// forgotten beyond this (a shelter has hundreds of phones, not thousands).
+pub const THROTTLE_ADDRESSES_MAX: usize = 4096;
+/// Requests refused for having no session or token are written to the audit log as one
+/// summary per address every this many seconds (and at shutdown), not one entry each: nobody
+/// can grow the log by knocking. Beyond `ANONYMOUS_REFUSALS_PER_ADDRESS_MAX` in one interval an
+/// address gets 429 at once.
+pub const ANONYMOUS_SUMMARY_SECONDS: u64 = 60;
+pub const ANONYMOUS_REFUSALS_PER_ADDRESS_MAX: u64 = 120;
+/// The coordinator moves the node's clock forward at most this far in one step (a node stored
+/// for a year boots a year behind), and never past the latest time the node has seen vouched
+/// for (trusted time, an authorization's end) plus `CLOCK_FORWARD_MARGIN_SECONDS`: a typo such
+/// as year 9999 would otherwise refuse every fresh authorization as expired.
+pub const CLOCK_FORWARD_STEP_SECONDS_MAX: i64 = 400 * 24 * 60 * 60;
+pub const CLOCK_FORWARD_MARGIN_SECONDS: i64 = 3 * 24 * 60 * 60;
 /// A chosen PIN has at least this many digits; a passphrase at least this many characters.
 pub const SECRET_PIN_DIGITS_MIN: usize = 6;
 pub const SECRET_PASSPHRASE_CHARS_MIN: usize = 8;
@@ -84,3 +121,9 @@ const _: () = assert!(FIELD_NOTE_CHARS_MAX * 4 < REQUEST_BODY_BYTES_MAX);
 const _: () = assert!(CSV_FIELD_BYTES_MAX * 4 < SNAPSHOT_CHUNK_BYTES_MAX / SNAPSHOT_CHUNK_RECORDS_MAX * 64);
 const _: () = assert!(CSV_SNIFF_BYTES >= 4096);
 const _: () = assert!(AUDIT_BATCH_ENTRIES_MAX <= AUDIT_QUEUE_ENTRIES_MAX);
+const _: () = assert!(LOGIN_IN_FLIGHT_PER_ADDRESS_MAX <= LOGIN_HASHES_CONCURRENT_MAX);
+const _: () = assert!((LOGIN_FAILURES_MAX as usize) < LOGIN_ADDRESS_FAILURES_MAX);
+const _: () = assert!(LOGIN_FAILURES_MAX < LOGIN_ACCOUNT_FAILURES_FREE);
+const _: () = assert!(LOGIN_BACKOFF_BASE_SECONDS <= LOGIN_BACKOFF_SECONDS_MAX);
+const _: () = assert!(LOGIN_ATTEMPT_HOLD_SECONDS < LOGIN_LOCKOUT_SECONDS);
+const _: () = assert!(CLOCK_FORWARD_MARGIN_SECONDS < CLOCK_FORWARD_STEP_SECONDS_MAX);

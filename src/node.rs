@@ -69,6 +69,10 @@ pub enum NodeError {
     UntrustedNodeKey,
     #[error("時計は進めることしかできません: 指定の {to} は、ノードの今の時刻 {now} より前です")]
     ClockBackwards { now: String, to: String },
+    #[error(
+        "時計を {to} までは進められません（{limit} まで）: ノードが信頼できる最後の時刻や認可の期間から大きく離れています。日付を確かめてください。長く保管していたノードなら、先に新しい認可を取り込もうとしてください（中央の発行時刻の近くまで進められるようになります）"
+    )]
+    ClockTooFar { to: String, limit: String },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> NodeError + '_ {
@@ -145,6 +149,9 @@ pub struct Bundle {
 pub fn node_key_message(node_id: &str, public_text: &str) -> Vec<u8> {
     [b"kaigo-field/node-keys/v1\0".as_slice(), node_id.as_bytes(), b"\0", public_text.as_bytes()].concat()
 }
+
+/// `node_meta` key of `Node::central_time_seen`.
+const CENTRAL_TIME_SEEN: &str = "central_time_seen";
 
 pub const BUNDLE_FORMAT: &str = "kaigo-field node bundle v1";
 
@@ -240,14 +247,50 @@ impl Node {
     /// Moves the node's time forward to `to` (never back), for a coordinator whose device clock
     /// is behind. Recorded in the store.
     pub fn move_clock_forward(&mut self, to: DateTime<Utc>, clock: &dyn Clock) -> Result<(), NodeError> {
-        let now = self.now(clock)?;
-        if to <= now {
-            return Err(NodeError::ClockBackwards { now: crate::authz::jst(now), to: crate::authz::jst(to) });
-        }
+        let now = self.check_clock_move(to, clock)?;
         // Whole seconds, rounded up: rounded down, the node's time would sit just below the new
         // high-water mark and refuse to serve for up to a second.
         let offset = ((to - clock.now()).num_milliseconds() + 999).div_euclid(1000).max(0);
         self.store.move_clock(now, to, offset)?;
+        Ok(())
+    }
+
+    /// Whether the node's time may be moved forward to `to` now; the node's time if so. Never
+    /// back; at most `CLOCK_FORWARD_STEP_SECONDS_MAX` at once; and never past the latest time
+    /// the node has seen vouched for (its trusted time, the central's signed issue time of an
+    /// authorization offered to it, the end of any authorization it has held) plus
+    /// `CLOCK_FORWARD_MARGIN_SECONDS`.
+    pub fn check_clock_move(&self, to: DateTime<Utc>, clock: &dyn Clock) -> Result<DateTime<Utc>, NodeError> {
+        use crate::limits::{CLOCK_FORWARD_MARGIN_SECONDS, CLOCK_FORWARD_STEP_SECONDS_MAX};
+        let now = self.now(clock)?;
+        if to <= now {
+            return Err(NodeError::ClockBackwards { now: crate::authz::jst(now), to: crate::authz::jst(to) });
+        }
+        let seen = [self.high_water()?, self.central_time_seen()?, self.store.latest_not_after()?]
+            .into_iter()
+            .flatten()
+            .max()
+            .unwrap_or(now)
+            .max(now);
+        let limit = (seen + Duration::seconds(CLOCK_FORWARD_MARGIN_SECONDS))
+            .min(now + Duration::seconds(CLOCK_FORWARD_STEP_SECONDS_MAX));
+        if to > limit {
+            return Err(NodeError::ClockTooFar { to: crate::authz::jst(to), limit: crate::authz::jst(limit) });
+        }
+        Ok(now)
+    }
+
+    /// The latest issue time of an authentic authorization offered to this node (imported or
+    /// not): the central's clock, which bounds how far the coordinator may move the node's.
+    pub fn central_time_seen(&self) -> Result<Option<DateTime<Utc>>, NodeError> {
+        Ok(self.store.meta(CENTRAL_TIME_SEEN)?.and_then(|t| DateTime::parse_from_rfc3339(&t).ok()).map(|t| t.to_utc()))
+    }
+
+    /// Notes the central's signed time `t` (see `central_time_seen`); never lowers it.
+    pub fn note_central_time(&self, t: DateTime<Utc>) -> Result<(), NodeError> {
+        if self.central_time_seen()?.is_none_or(|seen| t > seen) {
+            self.store.set_meta(CENTRAL_TIME_SEEN, &t.to_rfc3339())?;
+        }
         Ok(())
     }
 

@@ -12,8 +12,8 @@ use zeroize::Zeroizing;
 
 use crate::authz::{Authorization, Role};
 use crate::limits::{
-    LOGIN_FAILURES_MAX, LOGIN_LOCKOUT_SECONDS, SECRET_PASSPHRASE_CHARS_MIN, SECRET_PIN_DIGITS_MIN,
-    SESSION_IDLE_SECONDS, SESSION_MAX_SECONDS, SESSION_TOUCH_SECONDS,
+    LOGIN_ACCOUNT_FAILURES_FREE, LOGIN_BACKOFF_BASE_SECONDS, LOGIN_BACKOFF_SECONDS_MAX, SECRET_PASSPHRASE_CHARS_MIN,
+    SECRET_PIN_DIGITS_MIN, SESSION_IDLE_SECONDS, SESSION_MAX_SECONDS, SESSION_TOUCH_SECONDS,
 };
 use crate::model::OfficeNumber;
 use crate::store::{SessionRow, StaffRow, Store, StoreError};
@@ -32,6 +32,12 @@ pub enum StaffError {
         "PIN は数字{SECRET_PIN_DIGITS_MIN}桁以上（同じ数字の繰り返しや連番は不可）、パスフレーズは{SECRET_PASSPHRASE_CHARS_MIN}文字以上にしてください"
     )]
     WeakSecret,
+    #[error("自分自身の登録は取り消せません")]
+    RevokeSelf,
+    #[error("ノードの最初のコーディネーターは取り消せません（ノードを動かし続けるための登録です）")]
+    RevokeFirstCoordinator,
+    #[error("名前に{0}")]
+    Control(#[from] crate::model::text::ControlCharacter),
     #[error(transparent)]
     Facility(#[from] crate::model::IdError),
     #[error(transparent)]
@@ -130,7 +136,16 @@ fn insert(
     if name.is_empty() {
         return Err(StaffError::NoName);
     }
-    let id = format!("staff-{}", store.staff_count()? + 1);
+    let name = crate::model::text::clean(name, false)?;
+    let name = name.as_ref();
+    // Random, so that nobody can guess the next id (or lock out a sequence of them).
+    let id = loop {
+        let raw = random_code(CODE_ALPHABET, STAFF_ID_CHARS);
+        let id = format!("{}-{}", &raw[..STAFF_ID_CHARS / 2], &raw[STAFF_ID_CHARS / 2..]);
+        if store.staff(&id)?.is_none() {
+            break id;
+        }
+    };
     let mut raw = Zeroizing::new([0u8; 32]);
     OsRng.fill_bytes(&mut *raw);
     let token = Zeroizing::new(format!("kft_{}", hex::encode(*raw)));
@@ -156,6 +171,8 @@ fn insert(
 }
 
 const CODE_ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+/// A staff id is this many symbols of `CODE_ALPHABET` (40 bits), shown as `XXXX-XXXX`.
+const STAFF_ID_CHARS: usize = 8;
 const LOGIN_CODE_CHARS: usize = 10;
 
 /// A code as typed: spaces, hyphens and case do not matter; full-width letters are folded.
@@ -209,15 +226,19 @@ pub enum SignedIn {
 /// id exists, a trade accepted on a shelter's own network with lockout in place).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LoginError {
-    #[error(
-        "職員IDかコード（PIN・パスフレーズ）が違います。{LOGIN_FAILURES_MAX}回続けて間違えると、{}分間ログインできなくなります",
-        LOGIN_LOCKOUT_SECONDS / 60
-    )]
+    #[error("職員IDかコード（PIN・パスフレーズ）が違います")]
     Wrong,
+    /// This client address has failed too often for this id (or for any id).
     #[error(
-        "間違いが続いたため、{until} までログインできません。急ぐときはコーディネーターに新しい登録を依頼してください"
+        "間違いが続いたため、この端末からは {until} までログインできません。急ぐときは別の端末を使うか、コーディネーターに相談してください"
     )]
     Locked { until: String },
+    /// The account has failed many times from anywhere, or a sign-in to it is being checked now.
+    #[error("この職員IDへのログインが続いています。{seconds}秒ほど待ってから、もう一度入力してください")]
+    Wait { seconds: i64 },
+    /// The node is checking as many sign-ins as it can at once.
+    #[error("ログインが混み合っています。数秒待ってから、もう一度入力してください")]
+    Busy,
     #[error("この職員の登録は取り消されています。コーディネーターに相談してください")]
     Revoked,
     #[error(
@@ -227,9 +248,10 @@ pub enum LoginError {
 }
 
 /// Checks a sign-in attempt against a stored operator (argon2: run it off the async runtime,
-/// and without holding the node). `None` for an unknown id. Lockout and revocation are checked
-/// before the secret, so a locked account gives nothing away.
-pub fn check_login(staff: Option<&StaffRow>, secret: &str, now: DateTime<Utc>) -> Result<SignedIn, LoginError> {
+/// and without holding the node). `None` for an unknown id. Revocation is checked before the
+/// secret; how often one may try is `throttle`'s and `Store::claim_login`'s to decide, before this
+/// runs.
+pub fn check_login(staff: Option<&StaffRow>, secret: &str) -> Result<SignedIn, LoginError> {
     let Some(staff) = staff else {
         // Spend the same effort as for a real account.
         let _ = secret_matches(secret, DUMMY_HASH);
@@ -238,14 +260,64 @@ pub fn check_login(staff: Option<&StaffRow>, secret: &str, now: DateTime<Utc>) -
     if staff.revoked_at.is_some() {
         return Err(LoginError::Revoked);
     }
-    if let Some(until) = staff.locked_until.filter(|u| *u > now) {
-        return Err(LoginError::Locked { until: crate::authz::jst(until) });
-    }
     match (&staff.secret_hash, &staff.login_code_hash) {
         (Some(hash), _) if secret_matches(secret, hash) => Ok(SignedIn::Ready),
         (None, Some(hash)) if secret_matches(&normalize_code(secret), hash) => Ok(SignedIn::MustSetSecret),
         _ => Err(LoginError::Wrong),
     }
+}
+
+/// How long an account must rest after its `failures`-th failure in a row (from anywhere), if
+/// at all: nothing for the first `LOGIN_ACCOUNT_FAILURES_FREE`, then a backoff that doubles up
+/// to a cap, so that guessing from many addresses is slow and the holder is never locked out
+/// for long.
+pub fn login_backoff(failures: u32) -> Option<Duration> {
+    let over = failures.checked_sub(LOGIN_ACCOUNT_FAILURES_FREE)?;
+    let seconds = LOGIN_BACKOFF_BASE_SECONDS.saturating_mul(1_i64 << over.min(20));
+    Some(Duration::seconds(seconds.min(LOGIN_BACKOFF_SECONDS_MAX)))
+}
+
+/// A staff id as typed: full-width letters folded, case and spaces ignored, the hyphen of
+/// `XXXX-XXXX` put back if left out. Ids of the old form (`staff-N`) pass through lower-cased.
+pub fn normalize_id(typed: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    let folded: String = typed.nfkc().filter(|c| !c.is_whitespace()).collect();
+    if folded.to_ascii_lowercase().starts_with("staff-") {
+        return folded.to_ascii_lowercase();
+    }
+    let plain: String = folded.chars().filter(char::is_ascii_alphanumeric).map(|c| c.to_ascii_uppercase()).collect();
+    if plain.len() == STAFF_ID_CHARS && folded.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        format!("{}-{}", &plain[..STAFF_ID_CHARS / 2], &plain[STAFF_ID_CHARS / 2..])
+    } else {
+        folded
+    }
+}
+
+/// Whether `id` has the shape of a staff id (the random `XXXX-XXXX`, or `staff-N` of nodes
+/// enrolled before ids were random). Path segments are checked with this before anything else.
+pub fn is_staff_id(id: &str) -> bool {
+    let random = id.len() == STAFF_ID_CHARS + 1
+        && id
+            .bytes()
+            .enumerate()
+            .all(|(i, b)| if i == STAFF_ID_CHARS / 2 { b == b'-' } else { CODE_ALPHABET.contains(&b) });
+    let legacy = id
+        .strip_prefix("staff-")
+        .is_some_and(|n| !n.is_empty() && n.len() <= 9 && n.bytes().all(|b| b.is_ascii_digit()));
+    random || legacy
+}
+
+/// Whether `actor` may revoke `target`: never oneself, and never the node's first coordinator
+/// (made at `node init`, enrolled under no authorization), who must always be able to run the
+/// node; there is no un-revoke.
+pub fn may_revoke(actor: &str, target: &StaffRow) -> Result<(), StaffError> {
+    if target.id == actor {
+        return Err(StaffError::RevokeSelf);
+    }
+    if target.authorization_id.is_none() && target.role == Role::Coordinator.name() {
+        return Err(StaffError::RevokeFirstCoordinator);
+    }
+    Ok(())
 }
 
 /// A well-formed Argon2id hash of nothing anyone knows, for unknown ids.
@@ -332,27 +404,57 @@ mod tests {
 
     #[test]
     fn the_one_time_code_leads_to_setting_a_secret_and_the_secret_to_work() {
-        let now = DateTime::from_timestamp(1_790_000_100, 0).unwrap();
         let staff = row(None, Some(hash_secret("ABCDE23456")));
-        assert_eq!(check_login(Some(&staff), "abcde-23456", now), Ok(SignedIn::MustSetSecret));
-        assert_eq!(check_login(Some(&staff), "ＡＢＣＤＥ２３４５６", now), Ok(SignedIn::MustSetSecret));
-        assert!(matches!(check_login(Some(&staff), "ABCDE23457", now), Err(LoginError::Wrong)));
+        assert_eq!(check_login(Some(&staff), "abcde-23456"), Ok(SignedIn::MustSetSecret));
+        assert_eq!(check_login(Some(&staff), "ＡＢＣＤＥ２３４５６"), Ok(SignedIn::MustSetSecret));
+        assert!(matches!(check_login(Some(&staff), "ABCDE23457"), Err(LoginError::Wrong)));
         let staff = row(Some(new_secret_hash("240815").unwrap()), None);
-        assert_eq!(check_login(Some(&staff), "240815", now), Ok(SignedIn::Ready));
-        assert!(matches!(check_login(Some(&staff), "ABCDE23456", now), Err(LoginError::Wrong)));
-        assert!(matches!(check_login(None, "240815", now), Err(LoginError::Wrong)));
+        assert_eq!(check_login(Some(&staff), "240815"), Ok(SignedIn::Ready));
+        assert!(matches!(check_login(Some(&staff), "ABCDE23456"), Err(LoginError::Wrong)));
+        assert!(matches!(check_login(None, "240815"), Err(LoginError::Wrong)));
     }
 
     #[test]
-    fn locked_and_revoked_accounts_are_refused_before_the_secret_is_checked() {
-        let now = DateTime::from_timestamp(1_790_000_100, 0).unwrap();
+    fn revoked_accounts_are_refused_before_the_secret_is_checked() {
         let mut staff = row(Some(hash_secret("240815")), None);
-        staff.locked_until = Some(now + chrono::Duration::minutes(5));
-        assert!(matches!(check_login(Some(&staff), "240815", now), Err(LoginError::Locked { .. })));
-        staff.locked_until = Some(now - chrono::Duration::minutes(5));
-        assert_eq!(check_login(Some(&staff), "240815", now), Ok(SignedIn::Ready));
-        staff.revoked_at = Some(now);
-        assert_eq!(check_login(Some(&staff), "240815", now), Err(LoginError::Revoked));
+        staff.revoked_at = Some(DateTime::from_timestamp(1_790_000_100, 0).unwrap());
+        assert_eq!(check_login(Some(&staff), "240815"), Err(LoginError::Revoked));
+    }
+
+    #[test]
+    fn the_account_backoff_starts_late_doubles_and_is_capped() {
+        for f in 0..=LOGIN_ACCOUNT_FAILURES_FREE - 1 {
+            assert_eq!(login_backoff(f), None, "{f}");
+        }
+        assert_eq!(login_backoff(LOGIN_ACCOUNT_FAILURES_FREE), Some(Duration::seconds(LOGIN_BACKOFF_BASE_SECONDS)));
+        assert_eq!(
+            login_backoff(LOGIN_ACCOUNT_FAILURES_FREE + 1),
+            Some(Duration::seconds(2 * LOGIN_BACKOFF_BASE_SECONDS))
+        );
+        assert_eq!(login_backoff(u32::MAX), Some(Duration::seconds(LOGIN_BACKOFF_SECONDS_MAX)));
+    }
+
+    #[test]
+    fn staff_ids_are_random_typed_loosely_and_checked_by_shape() {
+        let a = random_code(CODE_ALPHABET, STAFF_ID_CHARS);
+        let id = format!("{}-{}", &a[..4], &a[4..]);
+        assert!(is_staff_id(&id), "{id}");
+        assert_eq!(normalize_id(&id.to_ascii_lowercase().replace('-', "")), id);
+        assert_eq!(normalize_id(" ｋ７ｑｍ－３ｘｄａ "), "K7QM-3XDA");
+        assert_eq!(normalize_id("Staff-12"), "staff-12");
+        for bad in ["", "..%2F", "../manage", "K7QM3XDA", "K7QM-3XD0", "staff-", "staff-1x", "K7QM-3XDA?"] {
+            assert!(!is_staff_id(bad), "{bad}");
+        }
+        assert!(is_staff_id("staff-12"));
+    }
+
+    #[test]
+    fn nobody_revokes_themselves_or_the_first_coordinator() {
+        let enrolled = row(None, None);
+        assert!(may_revoke("K7QM-3XDA", &enrolled).is_ok());
+        assert!(matches!(may_revoke(&enrolled.id, &enrolled), Err(StaffError::RevokeSelf)));
+        let first = StaffRow { authorization_id: None, role: "coordinator".into(), ..row(None, None) };
+        assert!(matches!(may_revoke("K7QM-3XDA", &first), Err(StaffError::RevokeFirstCoordinator)));
     }
 
     #[test]

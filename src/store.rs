@@ -332,6 +332,17 @@ impl Store {
         Ok(self.conn.query_row(&sql, [id], authz_row).optional()?)
     }
 
+    /// The latest not-after of any authorization this node has held or refused as ended.
+    pub fn latest_not_after(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let mut stmt = self.conn.prepare("SELECT not_after FROM authorization")?;
+        let ends = stmt.query_map([], |r| r.get::<_, DateTime<Utc>>(0))?;
+        let mut latest = None;
+        for end in ends {
+            latest = latest.max(Some(end?));
+        }
+        Ok(latest)
+    }
+
     pub fn active_authorization(&self) -> Result<Option<AuthorizationRow>, StoreError> {
         let sql = format!("SELECT {AUTHZ_COLUMNS} FROM authorization WHERE state = 'active'");
         Ok(self.conn.query_row(&sql, [], authz_row).optional()?)
@@ -591,6 +602,19 @@ impl Store {
     }
 }
 
+/// Whether a sign-in may be checked now (`Store::claim_login`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    Claimed {
+        failures: u32,
+    },
+    /// Resting after failures, or being checked by another attempt, until then.
+    Held {
+        until: DateTime<Utc>,
+    },
+    NoSuchStaff,
+}
+
 /// An enrolled operator.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StaffRow {
@@ -700,29 +724,52 @@ impl Store {
         Ok(self.conn.query_row("SELECT COUNT(*) FROM staff", [], |r| r.get::<_, i64>(0))? as u64)
     }
 
-    /// Records a failed login; locks the account until `lock_until` once `failures` reaches the
-    /// limit the caller passes.
-    pub fn note_login_failure(
-        &self,
-        id: &str,
-        failures_max: u32,
-        lock_until: DateTime<Utc>,
-    ) -> Result<u32, StoreError> {
-        let failures: u32 = self.conn.query_row(
-            "UPDATE staff SET failures = failures + 1 WHERE id = ?1 RETURNING failures",
-            [id],
-            |r| r.get(0),
-        )?;
-        if failures >= failures_max {
-            self.conn
-                .execute("UPDATE staff SET locked_until = ?2, failures = 0 WHERE id = ?1", params![id, lock_until])?;
+    /// Claims the right to check one sign-in to `id` now: atomically, only if the account is
+    /// not resting after failures nor being checked by another attempt, and then holds it until
+    /// `hold_until` (released by `finish_login`). So parallel guesses at one account are not all
+    /// checked, and the failure count cannot be raced.
+    pub fn claim_login(&self, id: &str, now: DateTime<Utc>, hold_until: DateTime<Utc>) -> Result<Claim, StoreError> {
+        let claimed: Option<u32> = self
+            .conn
+            .query_row(
+                "UPDATE staff SET locked_until = ?3 WHERE id = ?1 AND (locked_until IS NULL OR locked_until <= ?2)
+                 RETURNING failures",
+                params![id, now, hold_until],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(failures) = claimed {
+            return Ok(Claim::Claimed { failures });
         }
-        Ok(failures)
+        let until: Option<Option<DateTime<Utc>>> =
+            self.conn.query_row("SELECT locked_until FROM staff WHERE id = ?1", [id], |r| r.get(0)).optional()?;
+        Ok(match until {
+            Some(Some(until)) => Claim::Held { until },
+            // Gone between the two statements (it cannot be unlocked and unclaimed at once).
+            Some(None) | None => Claim::NoSuchStaff,
+        })
     }
 
-    pub fn note_login_success(&self, id: &str) -> Result<(), StoreError> {
-        self.conn.execute("UPDATE staff SET failures = 0, locked_until = NULL WHERE id = ?1", [id])?;
-        Ok(())
+    /// Ends a claimed sign-in: a success clears the failures; a failure counts one more and
+    /// rests the account until `rest_until` (if any). Returns the failures in a row.
+    pub fn finish_login(
+        &self,
+        id: &str,
+        success: bool,
+        rest_until: impl Fn(u32) -> Option<DateTime<Utc>>,
+    ) -> Result<u32, StoreError> {
+        if success {
+            self.conn.execute("UPDATE staff SET failures = 0, locked_until = NULL WHERE id = ?1", [id])?;
+            return Ok(0);
+        }
+        let tx = self.conn.unchecked_transaction()?;
+        let failures: u32 =
+            tx.query_row("UPDATE staff SET failures = failures + 1 WHERE id = ?1 RETURNING failures", [id], |r| {
+                r.get(0)
+            })?;
+        tx.execute("UPDATE staff SET locked_until = ?2 WHERE id = ?1", params![id, rest_until(failures)])?;
+        tx.commit()?;
+        Ok(failures)
     }
 
     /// Sets the person's own PIN or passphrase; the one-time code is gone from then on.
@@ -884,6 +931,46 @@ mod tests {
         assert_eq!(s.switch_snapshot(&held(1)).unwrap(), None);
         assert_eq!(s.switch_snapshot(&held(2)).unwrap(), Some("f1".into()));
         assert_eq!(s.current_snapshot().unwrap().unwrap(), held(2));
+    }
+
+    #[test]
+    fn parallel_sign_ins_to_one_account_are_checked_one_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.db");
+        let s = Store::open(&path).unwrap();
+        let now = DateTime::from_timestamp(1_790_000_000, 0).unwrap();
+        s.add_staff(&StaffRow {
+            id: "K7QM-3XDA".into(),
+            name: "能登 花子".into(),
+            facility: "1772090005".into(),
+            role: "support".into(),
+            login_code_hash: None,
+            token_hash: "t".into(),
+            enrolled_at: now,
+            revoked_at: None,
+            secret_hash: Some("h".into()),
+            failures: 0,
+            locked_until: None,
+            authorization_id: Some("a1".into()),
+        })
+        .unwrap();
+        // 40 attempts at once, each on its own connection as the server's requests would be.
+        let hold = now + chrono::Duration::seconds(30);
+        let claims: Vec<Claim> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..40)
+                .map(|_| scope.spawn(|| Store::open(&path).unwrap().claim_login("K7QM-3XDA", now, hold).unwrap()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(claims.iter().filter(|c| matches!(c, Claim::Claimed { .. })).count(), 1, "{claims:?}");
+        assert!(claims.iter().all(|c| matches!(c, Claim::Claimed { .. } | Claim::Held { .. })));
+        // A wrong secret counts and rests the account as the caller says; the next claim waits.
+        let rest = now + chrono::Duration::seconds(5);
+        assert_eq!(s.finish_login("K7QM-3XDA", false, |failures| (failures >= 1).then_some(rest)).unwrap(), 1);
+        assert_eq!(s.claim_login("K7QM-3XDA", now, hold).unwrap(), Claim::Held { until: rest });
+        assert!(matches!(s.claim_login("K7QM-3XDA", rest, hold).unwrap(), Claim::Claimed { failures: 1 }));
+        assert_eq!(s.finish_login("K7QM-3XDA", true, |_| None).unwrap(), 0);
+        assert_eq!(s.claim_login("nobody", now, hold).unwrap(), Claim::NoSuchStaff);
     }
 
     #[test]

@@ -21,11 +21,13 @@ use crate::audit::{Action, Audited, NewEntry, Outcome, Receipt};
 use crate::authz::{Role, SignedAuthorization, jst};
 use crate::disclose::{FieldEventInput, Purpose};
 use crate::gate::{ImportOutcome, OpenData, import_audit};
-use crate::http::{AppError, AppState, drill_now};
-use crate::limits::{AUDIT_PAGE_ENTRIES, LOGIN_FAILURES_MAX, LOGIN_LOCKOUT_SECONDS};
+use crate::http::{AppError, AppState, ClientAddr, drill_now};
+use crate::limits::{AUDIT_PAGE_ENTRIES, LOGIN_LOCKOUT_SECONDS};
+use crate::model::PersonId;
 use crate::node::NodeError;
 use crate::staff::{self, LoginError, SessionAge, SignedIn};
-use crate::store::{SessionRow, StaffRow, StoreError};
+use crate::store::{Claim, SessionRow, StaffRow, StoreError};
+use crate::throttle::Held;
 use crate::views::{self, Chrome, UserBar};
 
 pub const SESSION_COOKIE: &str = "kf_session";
@@ -80,6 +82,30 @@ impl Signed {
             "フォームの確認用の値が合いません。ページを開き直してから、もう一度送ってください。",
             Some(&self.bar()),
         ))
+    }
+}
+
+/// A form body that holds only the fields its handler knows: an unknown field, or a value that
+/// cannot be read, is refused with a page (400) before the handler runs, so no handler acts on
+/// fields it did not ask for.
+pub struct StrictForm<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for StrictForm<T> {
+    type Rejection = Response;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, Response> {
+        match Form::<T>::from_request(request, state).await {
+            Ok(Form(value)) => Ok(StrictForm(value)),
+            Err(rejection) => {
+                tracing::info!(%rejection, "form refused");
+                Err(page_error(
+                    StatusCode::BAD_REQUEST,
+                    "送信できませんでした",
+                    "送信内容に、このフォームにない項目か読めない値があります。ページを開き直してから、もう一度送ってください。",
+                    None,
+                ))
+            }
+        }
     }
 }
 
@@ -142,11 +168,8 @@ impl FromRequestParts<AppState> for Signed {
             }
             Ok(signed) => Ok(signed),
             Err(NoSession::SignIn) => {
-                log(
-                    state,
-                    NewEntry::new("anonymous", Action::Denied, Outcome::Denied, format!("{route}: not signed in")),
-                )
-                .await?;
+                // Nobody: counted and summarised per address, not written one by one.
+                refuse_anonymous(state, crate::http::client_addr(&parts.extensions), "page without a session")?;
                 Err((forget, Redirect::to("/login")).into_response())
             }
             Err(NoSession::Ended(op, why, message)) => {
@@ -226,11 +249,12 @@ pub async fn login_form(jar: CookieJar, UrlQuery(p): UrlQuery<LoginParams>) -> R
     login_page(jar, StatusCode::OK, &p.staff_id, None)
 }
 
-/// What sign-in needs from the store: the operator (if the id exists) and whether they may act
-/// now, and the node's time.
-type LoginLookup = (Option<(StaffRow, Result<(), (LoginError, String)>)>, DateTime<Utc>);
+/// What sign-in needs from the store: the operator (if the id exists), whether they may act
+/// now, and whether this attempt may be checked (`Store::claim_login`); and the node's time.
+type LoginLookup = (Option<(StaffRow, Result<(), (LoginError, String)>, Claim)>, DateTime<Utc>);
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LoginForm {
     #[serde(default)]
     csrf: String,
@@ -240,37 +264,85 @@ pub struct LoginForm {
     secret: String,
 }
 
-pub async fn login(State(state): State<AppState>, jar: CookieJar, Form(form): Form<LoginForm>) -> Page {
-    let staff_id = form.staff_id.trim().to_owned();
+/// Counts a request refused for having no session or token (summarised in the audit log by
+/// `throttle`, not written one by one); an address that knocks too often gets 429 at once.
+#[allow(clippy::result_large_err)] // The same `Response` every page handler's `Err` carries.
+pub fn refuse_anonymous(state: &AppState, address: std::net::IpAddr, kind: &'static str) -> Result<(), Response> {
+    if state.throttle.refused_anonymous(address, kind) {
+        return Ok(());
+    }
+    Err(page_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "少し待ってください",
+        "要求が多すぎます。1分ほど待ってから開き直してください。",
+        None,
+    ))
+}
+
+/// Sign-in: the double-submit token, then what this address may still try (`throttle`), a
+/// place in the Argon2 queue, the account claimed atomically, and only then the secret.
+pub async fn login(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    ClientAddr(address): ClientAddr,
+    StrictForm(form): StrictForm<LoginForm>,
+) -> Page {
+    let staff_id = staff::normalize_id(&form.staff_id);
     let expected = jar.get(LOGIN_CSRF_COOKIE).map(|c| c.value().to_owned()).unwrap_or_default();
     if expected.is_empty() || !bool::from(expected.as_bytes().ct_eq(form.csrf.as_bytes())) {
-        log(&state, NewEntry::new("anonymous", Action::Denied, Outcome::Denied, "login: CSRF token missing or wrong"))
-            .await?;
+        refuse_anonymous(&state, address, "sign-in form token")?;
         let message = "画面の有効期限が切れました。もう一度入力してください。";
         return Ok(login_page(jar, StatusCode::FORBIDDEN, &staff_id, Some(message)));
     }
+    let refuse = |jar: CookieJar, status: StatusCode, why: LoginError| {
+        login_page(jar, status, &staff_id, Some(&why.to_string()))
+    };
+    if let Err(held) = state.throttle.may_try(address, &staff_id) {
+        let wait = match held {
+            Held::PairLocked(wait) | Held::AddressLocked(wait) => wait,
+            _ => std::time::Duration::ZERO,
+        };
+        let now = state.try_with_node(|node, s| node.now(s.clock.as_ref())).await?;
+        let until = jst(now + Duration::seconds(wait.as_secs() as i64 + 1));
+        refuse_anonymous(&state, address, "sign-in while locked")?;
+        return Ok(refuse(jar, StatusCode::UNAUTHORIZED, LoginError::Locked { until }));
+    }
+    let slot = match state.throttle.hash_slot(address).await {
+        Ok(slot) => slot,
+        Err(Held::Overloaded) => return Ok(refuse(jar, StatusCode::SERVICE_UNAVAILABLE, LoginError::Busy)),
+        Err(_) => return Ok(refuse(jar, StatusCode::TOO_MANY_REQUESTS, LoginError::Busy)),
+    };
     let id = staff_id.clone();
     let (found, now) = state
         .try_with_node(move |node, s| -> Result<LoginLookup, NodeError> {
             let now = node.now(s.clock.as_ref())?;
-            let found = node.store.staff(&id)?.map(|st| {
-                let allowed = node.staff_may_act(&st, s.clock.as_ref());
-                (st, allowed)
-            });
-            Ok((found, now))
+            let Some(st) = node.store.staff(&id)? else { return Ok((None, now)) };
+            let allowed = node.staff_may_act(&st, s.clock.as_ref());
+            let hold = now + Duration::seconds(crate::limits::LOGIN_ATTEMPT_HOLD_SECONDS);
+            Ok(match node.store.claim_login(&id, now, hold)? {
+                Claim::NoSuchStaff => (None, now),
+                claim => (Some((st, allowed, claim)), now),
+            })
         })
         .await?;
-    let row = found.as_ref().map(|(st, _)| st.clone());
-    let operator = row.as_ref().map_or_else(|| "anonymous".to_owned(), |r| r.id.clone());
-    // Argon2 runs off the runtime and without holding the node.
+    let row = found.as_ref().map(|(st, _, _)| st.clone());
+    if let Some((st, _, Claim::Held { until })) = &found {
+        drop(slot);
+        log(&state, NewEntry::new(&st.id, Action::Login, Outcome::Denied, "web login: account resting or busy"))
+            .await?;
+        let seconds = (*until - now).num_seconds().max(1);
+        return Ok(refuse(jar, StatusCode::TOO_MANY_REQUESTS, LoginError::Wait { seconds }));
+    }
+    // Argon2 runs off the runtime, without holding the node, in its bounded queue.
     let secret = zeroize::Zeroizing::new(form.secret);
     let checked = tokio::task::spawn_blocking(move || {
-        let signed_in = staff::check_login(found.as_ref().map(|(st, _)| st), &secret, now).map_err(|why| {
+        let _slot = slot;
+        let signed_in = staff::check_login(found.as_ref().map(|(st, _, _)| st), &secret).map_err(|why| {
             let message = why.to_string();
             (why, message)
         })?;
         match found {
-            Some((_, Err(ended))) => Err(ended),
+            Some((_, Err(ended), _)) => Err(ended),
             _ => Ok(signed_in),
         }
     })
@@ -279,17 +351,42 @@ pub async fn login(State(state): State<AppState>, jar: CookieJar, Form(form): Fo
     let signed_in = match checked {
         Ok(signed_in) => signed_in,
         Err((why, message)) => {
-            if why == LoginError::Wrong && row.is_some() {
-                let (id, until) = (staff_id.clone(), now + Duration::seconds(LOGIN_LOCKOUT_SECONDS));
-                state
-                    .try_with_node(move |node, _| node.store.note_login_failure(&id, LOGIN_FAILURES_MAX, until))
-                    .await?;
+            let message = if why == LoginError::Wrong {
+                let left = state.throttle.failed(address, &staff_id);
+                match left {
+                    0 => format!(
+                        "{message}。この端末からは{}分間、この職員IDでログインできなくなりました",
+                        LOGIN_LOCKOUT_SECONDS / 60
+                    ),
+                    n => format!(
+                        "{message}。あと{n}回間違えると、この端末からは{}分間この職員IDでログインできなくなります",
+                        LOGIN_LOCKOUT_SECONDS / 60
+                    ),
+                }
+            } else {
+                message
+            };
+            match &row {
+                Some(st) => {
+                    // Only a wrong secret counts against the account; the claim is released either way.
+                    let (id, wrong) = (st.id.clone(), why == LoginError::Wrong);
+                    state
+                        .try_with_node(move |node, _| {
+                            node.store.finish_login(&id, !wrong, |failures| {
+                                staff::login_backoff(failures).map(|rest| now + rest)
+                            })
+                        })
+                        .await?;
+                    log(&state, NewEntry::new(&st.id, Action::Login, Outcome::Denied, format!("web login: {why:?}")))
+                        .await?;
+                }
+                // Nobody: summarised, not one entry each (an unknown id proves nothing about anyone).
+                None => refuse_anonymous(&state, address, "sign-in with an unknown id")?,
             }
-            log(&state, NewEntry::new(&operator, Action::Login, Outcome::Denied, format!("web login: {why:?}")))
-                .await?;
             return Ok(login_page(jar, StatusCode::UNAUTHORIZED, &staff_id, Some(&message)));
         }
     };
+    state.throttle.succeeded(address, &staff_id);
     let token = staff::random_token();
     let session = SessionRow {
         token_hash: staff::token_hash(&token),
@@ -304,11 +401,11 @@ pub async fn login(State(state): State<AppState>, jar: CookieJar, Form(form): Fo
             let idle = now - Duration::seconds(crate::limits::SESSION_IDLE_SECONDS);
             let old = now - Duration::seconds(crate::limits::SESSION_MAX_SECONDS);
             node.store.expire_sessions(idle, old)?;
-            node.store.note_login_success(&session.staff_id)?;
+            node.store.finish_login(&session.staff_id, true, |_| None)?;
             node.store.add_session(&session)
         })
         .await?;
-    let mut entry = NewEntry::new(&operator, Action::Login, Outcome::Ok, "web login");
+    let mut entry = NewEntry::new(&staff_id, Action::Login, Outcome::Ok, "web login");
     entry.role = row.as_ref().and_then(|r| Role::parse(&r.role));
     log(&state, entry).await?;
     let jar = jar.remove(Cookie::build(LOGIN_CSRF_COOKIE).path("/")).add(cookie(SESSION_COOKIE, token.to_string()));
@@ -317,12 +414,18 @@ pub async fn login(State(state): State<AppState>, jar: CookieJar, Form(form): Fo
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CsrfOnly {
     #[serde(default)]
     csrf: String,
 }
 
-pub async fn logout(State(state): State<AppState>, signed: Signed, jar: CookieJar, Form(form): Form<CsrfOnly>) -> Page {
+pub async fn logout(
+    State(state): State<AppState>,
+    signed: Signed,
+    jar: CookieJar,
+    StrictForm(form): StrictForm<CsrfOnly>,
+) -> Page {
     signed.check_csrf(&state, &form.csrf).await?;
     let hash = signed.session.token_hash.clone();
     state.try_with_node(move |node, _| node.store.delete_session(&hash)).await?;
@@ -339,6 +442,7 @@ pub async fn pin_form(signed: Signed) -> Response {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PinForm {
     #[serde(default)]
     csrf: String,
@@ -348,7 +452,12 @@ pub struct PinForm {
     again: String,
 }
 
-pub async fn set_pin(State(state): State<AppState>, signed: Signed, Form(form): Form<PinForm>) -> Page {
+pub async fn set_pin(
+    State(state): State<AppState>,
+    ClientAddr(address): ClientAddr,
+    signed: Signed,
+    StrictForm(form): StrictForm<PinForm>,
+) -> Page {
     signed.check_csrf(&state, &form.csrf).await?;
     // Only right after the one-time code: changing a PIN would need the old one.
     if !signed.must_set_secret {
@@ -363,9 +472,16 @@ pub async fn set_pin(State(state): State<AppState>, signed: Signed, Form(form): 
     if *secret != *repeated {
         return Ok(again("2回の入力が一致しません。"));
     }
-    let hashed = tokio::task::spawn_blocking(move || staff::new_secret_hash(&secret))
-        .await
-        .map_err(|e| AppError::Internal(e.to_string()))?;
+    // Argon2 in the same bounded queue as sign-in.
+    let Ok(slot) = state.throttle.hash_slot(address).await else {
+        return Ok(again(&LoginError::Busy.to_string()));
+    };
+    let hashed = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        staff::new_secret_hash(&secret)
+    })
+    .await
+    .map_err(|e| AppError::Internal(e.to_string()))?;
     let hash = match hashed {
         Ok(h) => h,
         Err(e) => return Ok(again(&e.to_string())),
@@ -387,7 +503,11 @@ pub async fn search_form(State(state): State<AppState>, signed: Signed) -> Page 
     Ok(html(page).into_response())
 }
 
-pub async fn search(State(state): State<AppState>, signed: Signed, Form(form): Form<views::SearchForm>) -> Page {
+pub async fn search(
+    State(state): State<AppState>,
+    signed: Signed,
+    StrictForm(form): StrictForm<views::SearchForm>,
+) -> Page {
     signed.check_csrf(&state, &form.csrf).await?;
     let open = open_for(&state, &signed).await?;
     let bar = signed.bar();
@@ -425,9 +545,9 @@ pub async fn search(State(state): State<AppState>, signed: Signed, Form(form): F
 }
 
 /// The purpose stated in this session for this person; if none yet, the page that asks it.
-async fn stated_purpose(state: &AppState, signed: &Signed, person: &str) -> Result<Purpose, Response> {
-    let (hash, id) = (signed.session.token_hash.clone(), person.to_owned());
-    match state.try_with_node(move |node, _| node.store.session_purpose(&hash, &id)).await? {
+async fn stated_purpose(state: &AppState, signed: &Signed, person: &PersonId) -> Result<Purpose, Response> {
+    let (hash, id) = (signed.session.token_hash.clone(), person.clone());
+    match state.try_with_node(move |node, _| node.store.session_purpose(&hash, id.as_str())).await? {
         Some(label) => Ok(Purpose::from_label(&label)),
         None => {
             let bar = signed.bar();
@@ -436,11 +556,18 @@ async fn stated_purpose(state: &AppState, signed: &Signed, person: &str) -> Resu
     }
 }
 
-pub async fn person(State(state): State<AppState>, signed: Signed, Path(id): Path<String>) -> Page {
+/// The person id of a page's path, parsed before anything else is done (a malformed one is
+/// logged and answered with the not-found page).
+async fn person_path(state: &AppState, signed: &Signed, raw: &str) -> Result<PersonId, Response> {
+    access::person_id(state, &signed.op, raw, "web").await.map_err(|r| refused_page(&r, &signed.bar()))
+}
+
+pub async fn person(State(state): State<AppState>, signed: Signed, Path(raw): Path<String>) -> Page {
+    let id = person_path(&state, &signed, &raw).await?;
     show_person(&state, &signed, &id, None).await
 }
 
-async fn show_person(state: &AppState, signed: &Signed, id: &str, error: Option<&str>) -> Page {
+async fn show_person(state: &AppState, signed: &Signed, id: &PersonId, error: Option<&str>) -> Page {
     let open = open_for(state, signed).await?;
     let purpose = stated_purpose(state, signed, id).await?;
     let bar = signed.bar();
@@ -477,6 +604,7 @@ fn event_views(events: &[access::EventLine]) -> Vec<views::EventView> {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PurposeForm {
     #[serde(default)]
     csrf: String,
@@ -489,10 +617,11 @@ pub struct PurposeForm {
 pub async fn state_purpose(
     State(state): State<AppState>,
     signed: Signed,
-    Path(id): Path<String>,
-    Form(form): Form<PurposeForm>,
+    Path(raw): Path<String>,
+    StrictForm(form): StrictForm<PurposeForm>,
 ) -> Page {
     signed.check_csrf(&state, &form.csrf).await?;
+    let id = person_path(&state, &signed, &raw).await?;
     let bar = signed.bar();
     let purpose = match Purpose::parse(&form.purpose, &form.purpose_text) {
         Ok(p) => p,
@@ -501,35 +630,39 @@ pub async fn state_purpose(
             return Ok((StatusCode::BAD_REQUEST, html(page)).into_response());
         }
     };
-    if crate::model::PersonId::parse(&id).is_err() {
-        return Err(refused_page(&Refused::NotFound("この個人IDの記録はありません".into()), &bar));
-    }
     let (hash, person, label) = (signed.session.token_hash.clone(), id.clone(), purpose.label());
     state
         .try_with_node(move |node, s| -> Result<(), NodeError> {
             let now = node.now(s.clock.as_ref())?;
-            Ok(node.store.set_session_purpose(&hash, &person, &label, now)?)
+            Ok(node.store.set_session_purpose(&hash, person.as_str(), &label, now)?)
         })
         .await?;
-    Ok(Redirect::to(&format!("/person/{id}")).into_response())
+    Ok(Redirect::to(&format!("/person/{}", id.as_str())).into_response())
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct EventForm {
     #[serde(default)]
     csrf: String,
-    #[serde(flatten)]
-    event: FieldEventInput,
+    #[serde(default)]
+    place: String,
+    #[serde(default)]
+    place_name: String,
+    #[serde(default)]
+    note: String,
 }
 
 pub async fn add_event(
     State(state): State<AppState>,
     signed: Signed,
-    Path(id): Path<String>,
-    Form(form): Form<EventForm>,
+    Path(raw): Path<String>,
+    StrictForm(form): StrictForm<EventForm>,
 ) -> Page {
     signed.check_csrf(&state, &form.csrf).await?;
-    let event = match form.event.parse() {
+    let id = person_path(&state, &signed, &raw).await?;
+    let input = FieldEventInput { place: form.place, place_name: form.place_name, note: form.note };
+    let event = match input.parse() {
         Ok(e) => e,
         Err(e) => return show_person(&state, &signed, &id, Some(&e.to_string())).await,
     };
@@ -537,10 +670,11 @@ pub async fn add_event(
     access::record_event(&state, &signed.op, &open, &id, event, "web")
         .await
         .map_err(|r| refused_page(&r, &signed.bar()))?;
-    Ok(Redirect::to(&format!("/person/{id}#whereabouts")).into_response())
+    Ok(Redirect::to(&format!("/person/{}#whereabouts", id.as_str())).into_response())
 }
 
-pub async fn handover(State(state): State<AppState>, signed: Signed, Path(id): Path<String>) -> Page {
+pub async fn handover(State(state): State<AppState>, signed: Signed, Path(raw): Path<String>) -> Page {
+    let id = person_path(&state, &signed, &raw).await?;
     let open = open_for(&state, &signed).await?;
     let purpose = stated_purpose(&state, &signed, &id).await?;
     let bar = signed.bar();
@@ -600,6 +734,8 @@ async fn manage_view(
                         enrolled_at: jst(st.enrolled_at),
                         state,
                         active: st.revoked_at.is_none() && allowed.is_ok(),
+                        // The node's first coordinator cannot be revoked (`staff::may_revoke`).
+                        revocable: st.authorization_id.is_some() || st.role != Role::Coordinator.name(),
                     }
                 })
                 .collect();
@@ -660,6 +796,7 @@ pub async fn manage(State(state): State<AppState>, Coordinator(c): Coordinator) 
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct EnrolForm {
     #[serde(default)]
     csrf: String,
@@ -673,7 +810,11 @@ pub struct EnrolForm {
     role: String,
 }
 
-pub async fn enrol(State(state): State<AppState>, Coordinator(c): Coordinator, Form(form): Form<EnrolForm>) -> Page {
+pub async fn enrol(
+    State(state): State<AppState>,
+    Coordinator(c): Coordinator,
+    StrictForm(form): StrictForm<EnrolForm>,
+) -> Page {
     c.check_csrf(&state, &form.csrf).await?;
     let Some(role) = Role::parse(&form.role) else {
         return manage_refused(&state, &c, "役割を選んでください").await;
@@ -721,26 +862,41 @@ pub async fn revoke(
     State(state): State<AppState>,
     Coordinator(c): Coordinator,
     Path(id): Path<String>,
-    Form(form): Form<CsrfOnly>,
+    StrictForm(form): StrictForm<CsrfOnly>,
 ) -> Page {
     c.check_csrf(&state, &form.csrf).await?;
-    if id == c.op.id {
-        return manage_refused(&state, &c, "自分自身は取り消せません").await;
+    // The id is checked for its shape before it is used or shown.
+    if !staff::is_staff_id(&id) {
+        log(&state, c.op.entry(Action::Revoke, Outcome::Failed, "malformed staff id")).await?;
+        return manage_page(&state, &c, StatusCode::NOT_FOUND, Err("その職員IDは見つかりません".into())).await;
     }
-    let target = id.clone();
+    let (target, actor) = (id.clone(), c.op.id.clone());
     let revoked = state
-        .try_with_node(move |node, s| -> Result<bool, NodeError> {
+        .try_with_node(move |node, s| -> Result<Result<bool, staff::StaffError>, NodeError> {
             let now = node.now(s.clock.as_ref())?;
-            Ok(node.store.revoke_staff(&target, now)?)
+            let Some(row) = node.store.staff(&target)? else { return Ok(Ok(false)) };
+            if let Err(refused) = staff::may_revoke(&actor, &row) {
+                return Ok(Err(refused));
+            }
+            Ok(Ok(node.store.revoke_staff(&target, now)?))
         })
         .await?;
-    let outcome = if revoked { Outcome::Ok } else { Outcome::Failed };
-    log(&state, c.op.entry(Action::Revoke, outcome, id.clone())).await?;
-    if revoked {
-        manage_page(&state, &c, StatusCode::OK, Ok(format!("{id} の登録を取り消しました。次の操作から使えません。")))
-            .await
-    } else {
-        manage_page(&state, &c, StatusCode::NOT_FOUND, Err(format!("{id} は見つからないか、取り消し済みです"))).await
+    let (outcome, detail) = match &revoked {
+        Ok(true) => (Outcome::Ok, id.clone()),
+        Ok(false) => (Outcome::Failed, id.clone()),
+        Err(refused) => (Outcome::Denied, format!("{id}: {refused}")),
+    };
+    log(&state, c.op.entry(Action::Revoke, outcome, detail)).await?;
+    match revoked {
+        Ok(true) => {
+            let message = format!("{id} の登録を取り消しました。次の操作から使えません。");
+            manage_page(&state, &c, StatusCode::OK, Ok(message)).await
+        }
+        Ok(false) => {
+            manage_page(&state, &c, StatusCode::NOT_FOUND, Err(format!("{id} は見つからないか、取り消し済みです")))
+                .await
+        }
+        Err(refused) => manage_page(&state, &c, StatusCode::FORBIDDEN, Err(refused.to_string())).await,
     }
 }
 
@@ -761,7 +917,15 @@ pub async fn import_authorization(
         match name.as_str() {
             "csrf" => csrf = text,
             "code" | "file" if !text.trim().is_empty() => code = text,
-            _ => {}
+            "code" | "file" => {}
+            _ => {
+                return manage_refused(
+                    &state,
+                    &c,
+                    "送信内容に、このフォームにない項目があります。ページを開き直してください",
+                )
+                .await;
+            }
         }
     }
     c.check_csrf(&state, &csrf).await?;
@@ -788,7 +952,7 @@ pub async fn import_authorization(
 pub async fn close_authorization(
     State(state): State<AppState>,
     Coordinator(c): Coordinator,
-    Form(form): Form<CsrfOnly>,
+    StrictForm(form): StrictForm<CsrfOnly>,
 ) -> Page {
     c.check_csrf(&state, &form.csrf).await?;
     let closed = state.try_with_node(|node, s| node.close_authorization(s.clock.as_ref())).await;
@@ -804,11 +968,15 @@ pub async fn close_authorization(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ClockForm {
     #[serde(default)]
     csrf: String,
     #[serde(default)]
     to: String,
+    /// "yes" once the coordinator has seen the question page.
+    #[serde(default)]
+    confirm: String,
 }
 
 /// A `datetime-local` value, read as Japan time.
@@ -823,12 +991,28 @@ fn parse_local_jst(s: &str) -> Option<DateTime<Utc>> {
 pub async fn move_clock(
     State(state): State<AppState>,
     Coordinator(c): Coordinator,
-    Form(form): Form<ClockForm>,
+    StrictForm(form): StrictForm<ClockForm>,
 ) -> Page {
     c.check_csrf(&state, &form.csrf).await?;
     let Some(to) = parse_local_jst(&form.to) else {
         return manage_refused(&state, &c, "時刻を「年-月-日 時:分」で入力してください").await;
     };
+    if form.confirm != "yes" {
+        // First the question: a wrong year moves the node past every authorization's end.
+        let checked = state.with_node(move |node, s| node.check_clock_move(to, s.clock.as_ref())).await?;
+        let now = match checked {
+            Ok(now) => now,
+            Err(e) => return manage_refused(&state, &c, e.to_string()).await,
+        };
+        let bar = c.bar();
+        let question = views::ClockQuestion {
+            now: jst(now),
+            to: jst(to),
+            step: views::duration_words(to - now),
+            value: form.to.trim().to_owned(),
+        };
+        return Ok(html(views::clock_confirm_page(&c.chrome(&bar), &c.session.csrf, &question)).into_response());
+    }
     let moved = state
         .with_node(move |node, s| -> Result<DateTime<Utc>, NodeError> {
             let before = node.now(s.clock.as_ref())?;

@@ -4,6 +4,7 @@
 pub mod ids;
 pub mod kana;
 pub mod person;
+pub mod text;
 pub mod wareki;
 
 pub use ids::{IdError, InsuredNumber, InsurerNumber, MunicipalityCode, OfficeNumber, PersonId};

@@ -22,6 +22,9 @@ use crate::region;
 /// What the matcher keeps per person: the section row and the weights of its name.
 struct Person {
     row: Row,
+    /// Where the person's full record is in the snapshot: the row's place in the whole search
+    /// section, which the index may hold only part of.
+    snapshot_position: u32,
     /// Evidence (bits) of agreeing on this surname / given name: rarer names weigh more.
     family_weight: f32,
     given_weight: f32,
@@ -199,9 +202,20 @@ impl Index {
         Index::from_section(section_of(records))
     }
 
-    /// The index of a snapshot's search section.
+    /// The index of a snapshot's whole search section.
     pub fn from_section(section: SearchSection) -> Index {
-        let SearchSection { strings, rows } = section;
+        Index::from_section_within(section, |_| true)
+    }
+
+    /// The index of the people of a snapshot's search section whose 市区町村コード `keep`
+    /// accepts; nobody else is even held in memory. Frequencies are counted over those kept.
+    pub fn from_section_within(section: SearchSection, keep: impl Fn(&str) -> bool) -> Index {
+        let SearchSection { strings, mut rows } = section;
+        let kept_municipality: Vec<bool> = strings.iter().map(|s| keep(s)).collect();
+        let kept = |row: &Row| kept_municipality.get(row.municipality as usize).copied().unwrap_or(false);
+        // Filtered in place (a million rows are ~100 MB; no second copy).
+        let positions: Vec<u32> = rows.iter().enumerate().filter(|(_, row)| kept(row)).map(|(i, _)| i as u32).collect();
+        rows.retain(kept);
         let ids: HashMap<String, u32> = strings.iter().enumerate().map(|(i, s)| (s.clone(), i as u32)).collect();
         let mut idx = Index {
             strings,
@@ -246,10 +260,10 @@ impl Index {
         }
         let n = rows.len() as f64 + 1.0;
         let weight = |count: Option<&u32>| ((0.95 * n) / (f64::from(count.copied().unwrap_or(0)) + 0.5)).log2() as f32;
-        for row in rows {
+        for (snapshot_position, row) in positions.into_iter().zip(rows) {
             let family_weight = weight(family_count.get(&row.family_reading));
             let given_weight = weight(given_count.get(&row.given_reading));
-            idx.people.push(Person { row, family_weight, given_weight });
+            idx.people.push(Person { row, snapshot_position, family_weight, given_weight });
         }
         idx
     }
@@ -270,11 +284,12 @@ impl Index {
         self.people.is_empty()
     }
 
-    /// The position of the person with this pseudonymous id (hex), if they are in the region.
+    /// Where the full record of the person with this pseudonymous id (hex) is in the snapshot,
+    /// if the index holds them.
     pub fn position_of(&self, person_id: &str) -> Option<u32> {
         let mut wanted = [0u8; 16];
         hex::decode_to_slice(person_id, &mut wanted).ok()?;
-        self.people.iter().position(|p| p.row.person_id == wanted).map(|i| i as u32)
+        self.people.iter().find(|p| p.row.person_id == wanted).map(|p| p.snapshot_position)
     }
 
     /// What candidate `record` shows.
@@ -720,6 +735,33 @@ mod search_tests {
 
     fn q(name: &str, birth: &str) -> Query {
         Query { name: Some(name.into()), birth_date: Some(birth.into()), ..Query::default() }
+    }
+
+    #[test]
+    fn an_index_within_some_municipalities_holds_no_one_else_and_keeps_snapshot_positions() {
+        let mut all = records();
+        let suzu = MunicipalityCode::parse("172057").unwrap();
+        for r in all.iter_mut().skip(1).step_by(2) {
+            r.municipality = suzu;
+        }
+        let idx = Index::from_section_within(section_of(&all), |code| code == "172049");
+        assert_eq!(idx.len(), all.len().div_ceil(2));
+        for (position, r) in all.iter().enumerate() {
+            let found = idx.position_of(r.person_id.as_str());
+            if r.municipality == suzu {
+                assert_eq!(found, None, "a person outside the municipalities is not even held");
+            } else {
+                assert_eq!(found, Some(position as u32), "where the record is in the snapshot");
+            }
+        }
+        let someone_of_suzu = &all[1];
+        let q = Query {
+            insurer_number: Some(someone_of_suzu.card_insurer_number.as_str().to_owned()),
+            insured_number: Some(someone_of_suzu.insured_number.as_str().to_owned()),
+            birth_date: Some(someone_of_suzu.birth_date.to_string()),
+            ..Default::default()
+        };
+        assert!(idx.search(&q, synth::default_as_of()).unwrap().candidates.is_empty());
     }
 
     #[test]

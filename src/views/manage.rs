@@ -64,6 +64,7 @@ pub struct StaffLine {
     /// "有効", "取り消し済み (…)", "認可終了", "コード未使用".
     pub state: String,
     pub active: bool,
+    pub revocable: bool,
 }
 
 pub struct ManageView {
@@ -113,7 +114,7 @@ pub fn manage_page(chrome: &Chrome<'_>, csrf: &str, v: &ManageView) -> Markup {
                         li {
                             strong { (s.name) } " " span.mono { (s.id) } br;
                             (s.role.label()) @if !s.facility.is_empty() { "・事業所 " (s.facility) } "・" (s.enrolled_at) "・" (s.state)
-                            @if s.active {
+                            @if s.active && s.revocable {
                                 form.inline method="post" action={"/manage/staff/" (s.id) "/revoke"} {
                                     (csrf_field(csrf))
                                     button.danger type="submit" aria-label={(s.name) " の登録を取り消す"} { "取り消す" }
@@ -179,6 +180,41 @@ pub struct EnrolledView {
 }
 
 /// Shown once, right after enrolment: the code to hand over.
+/// The question before the clock moves: from when to when, and how far.
+pub struct ClockQuestion {
+    pub now: String,
+    pub to: String,
+    /// "3日" and the like.
+    pub step: String,
+    /// The form value, sent again with the confirmation.
+    pub value: String,
+}
+
+pub fn clock_confirm_page(chrome: &Chrome<'_>, csrf: &str, q: &ClockQuestion) -> Markup {
+    layout(
+        "時計を進めますか",
+        chrome,
+        html! {
+            section {
+                p { "ノードの時計を次のように進めます。戻すことはできません。" }
+                dl {
+                    dt { "今のノードの時刻" } dd { (q.now) }
+                    dt { "進めた後の時刻" } dd { strong { (q.to) } }
+                    dt { "進む時間" } dd { (q.step) }
+                }
+                p { "日付（特に年）が正しいか、もう一度確かめてください。先に進めすぎると、新しい災害認可が期限切れとして取り込めなくなります。" }
+                form method="post" action="/manage/clock" {
+                    (csrf_field(csrf))
+                    input type="hidden" name="to" value=(q.value);
+                    input type="hidden" name="confirm" value="yes";
+                    button.danger type="submit" { "この時刻に進める" }
+                }
+                p { a.button href="/manage#clock" { "やめる" } }
+            }
+        },
+    )
+}
+
 pub fn enrolled_page(chrome: &Chrome<'_>, v: &EnrolledView) -> Markup {
     layout(
         "登録しました",

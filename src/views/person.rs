@@ -4,10 +4,12 @@ use maud::{Markup, html};
 
 use super::{Chrome, csrf_field, layout};
 use crate::disclose::{CandidateView, Disclosed, Place, Purpose, verdict_message};
+use crate::model::PersonId;
 use crate::search::matcher::{Grade, Verdict};
 
 /// What the search form holds (echoed back so nothing typed is lost).
 #[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SearchForm {
     #[serde(default)]
     pub csrf: String,
@@ -131,7 +133,7 @@ fn results_section(r: &SearchResults) -> Markup {
 }
 
 /// Asked before a record opens: why, for the audit log.
-pub fn purpose_page(chrome: &Chrome<'_>, csrf: &str, person_id: &str, error: Option<&str>) -> Markup {
+pub fn purpose_page(chrome: &Chrome<'_>, csrf: &str, person_id: &PersonId, error: Option<&str>) -> Markup {
     layout(
         "記録を開く目的",
         chrome,
@@ -139,7 +141,7 @@ pub fn purpose_page(chrome: &Chrome<'_>, csrf: &str, person_id: &str, error: Opt
             @if let Some(error) = error { p.error role="alert" { (error) } }
             section {
                 p { "この人の記録を開く目的を選んでください。目的は監査記録に残り、本人も後で確かめられます。" }
-                form method="post" action={"/person/" (person_id) "/purpose"} {
+                form method="post" action={"/person/" (person_id.as_str()) "/purpose"} {
                     (csrf_field(csrf))
                     fieldset {
                         legend { "目的" }

@@ -1,0 +1,361 @@
+//! What one client address may cost the node before it has proved who it is: sign-in attempts
+//! (Argon2 runs in a small bounded queue; failures are counted per address and per address and
+//! staff id) and requests refused for having no session or token (rate-limited, and written to
+//! the audit log as one summary per address per interval instead of one entry each).
+//!
+//! Everything here is in memory and counts with the monotonic clock (`Instant`), which a wrong
+//! wall clock cannot move. It must not hold anything personal: addresses, staff ids as typed and
+//! counts only. Every map is bounded; when one is full the stalest address is forgotten.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::audit::{Action, NewEntry, Outcome};
+use crate::limits::{
+    ANONYMOUS_REFUSALS_PER_ADDRESS_MAX, ANONYMOUS_SUMMARY_SECONDS, LOGIN_ADDRESS_FAILURES_MAX,
+    LOGIN_ADDRESS_WINDOW_SECONDS, LOGIN_FAILURES_MAX, LOGIN_HASHES_CONCURRENT_MAX, LOGIN_HASHES_WAITING_MAX,
+    LOGIN_IN_FLIGHT_PER_ADDRESS_MAX, LOGIN_LOCKOUT_SECONDS, THROTTLE_ADDRESSES_MAX,
+};
+
+/// Why a sign-in may not even be tried now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Held {
+    /// This address has failed too often for this staff id: wait this long.
+    PairLocked(Duration),
+    /// This address has failed too often, whatever the ids: wait this long.
+    AddressLocked(Duration),
+    /// This address already has sign-ins being checked.
+    AddressBusy,
+    /// The node is checking as many secrets as it can hold in memory, and the queue is full.
+    Overloaded,
+}
+
+/// A place in the Argon2 queue: at most `LOGIN_HASHES_CONCURRENT_MAX` hashes run at once, so
+/// sign-in costs at most that many times Argon2's memory, however many clients try.
+pub struct HashSlot {
+    _permit: OwnedSemaphorePermit,
+    _address: InFlight,
+}
+
+/// Counts a sign-in in flight for an address until dropped.
+struct InFlight {
+    throttle: std::sync::Arc<Throttle>,
+    address: IpAddr,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut state = self.throttle.lock();
+        if let Some(n) = state.in_flight.get_mut(&self.address) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                state.in_flight.remove(&self.address);
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct Refusals {
+    count: u64,
+    /// Within the current rate window.
+    recent: u64,
+    window_start: Option<Instant>,
+    kinds: Vec<&'static str>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Failed sign-ins per address, newest last, within `LOGIN_ADDRESS_WINDOW_SECONDS`.
+    address_failures: HashMap<IpAddr, VecDeque<Instant>>,
+    /// Failed sign-ins per (address, staff id as typed), within `LOGIN_LOCKOUT_SECONDS`.
+    pair_failures: HashMap<(IpAddr, String), VecDeque<Instant>>,
+    in_flight: HashMap<IpAddr, usize>,
+    anonymous: HashMap<IpAddr, Refusals>,
+    anonymous_since: Option<Instant>,
+}
+
+/// See the module comment. One per serving node, shared by every request.
+pub struct Throttle {
+    state: Mutex<State>,
+    hashing: std::sync::Arc<Semaphore>,
+    waiting: std::sync::atomic::AtomicUsize,
+}
+
+impl Default for Throttle {
+    fn default() -> Self {
+        Throttle {
+            state: Mutex::new(State::default()),
+            hashing: std::sync::Arc::new(Semaphore::new(LOGIN_HASHES_CONCURRENT_MAX)),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+}
+
+fn prune(list: &mut VecDeque<Instant>, window: Duration, now: Instant) {
+    while list.front().is_some_and(|t| now.duration_since(*t) >= window) {
+        list.pop_front();
+    }
+}
+
+/// How long until the oldest of `max` failures in `window` leaves it, if there are that many.
+fn wait_left(list: &VecDeque<Instant>, max: usize, window: Duration, now: Instant) -> Option<Duration> {
+    if list.len() < max {
+        return None;
+    }
+    let oldest = list[list.len() - max];
+    Some(window.saturating_sub(now.duration_since(oldest)))
+}
+
+/// Keeps a map within `THROTTLE_ADDRESSES_MAX` keys by forgetting one whose newest event is the
+/// oldest: an attacker with many addresses pushes out only other stale entries.
+fn bound<K: Clone + Eq + std::hash::Hash>(map: &mut HashMap<K, VecDeque<Instant>>) {
+    while map.len() > THROTTLE_ADDRESSES_MAX {
+        let stalest = map.iter().min_by_key(|(_, v)| v.back().copied()).map(|(k, _)| k.clone());
+        match stalest {
+            Some(k) => map.remove(&k),
+            None => break,
+        };
+    }
+}
+
+impl Throttle {
+    pub fn new() -> std::sync::Arc<Throttle> {
+        std::sync::Arc::new(Throttle::default())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether `address` may try to sign in as `staff_id` now, before any secret is checked.
+    pub fn may_try(&self, address: IpAddr, staff_id: &str) -> Result<(), Held> {
+        self.may_try_at(address, staff_id, Instant::now())
+    }
+
+    fn may_try_at(&self, address: IpAddr, staff_id: &str, now: Instant) -> Result<(), Held> {
+        let mut state = self.lock();
+        let address_window = Duration::from_secs(LOGIN_ADDRESS_WINDOW_SECONDS);
+        if let Some(list) = state.address_failures.get_mut(&address) {
+            prune(list, address_window, now);
+            if let Some(wait) = wait_left(list, LOGIN_ADDRESS_FAILURES_MAX, address_window, now) {
+                return Err(Held::AddressLocked(wait));
+            }
+        }
+        let pair_window = Duration::from_secs(LOGIN_LOCKOUT_SECONDS as u64);
+        if let Some(list) = state.pair_failures.get_mut(&(address, staff_id.to_owned())) {
+            prune(list, pair_window, now);
+            if let Some(wait) = wait_left(list, LOGIN_FAILURES_MAX as usize, pair_window, now) {
+                return Err(Held::PairLocked(wait));
+            }
+        }
+        Ok(())
+    }
+
+    /// Records a failed sign-in; returns how many more this address may make for this id
+    /// before it must wait.
+    pub fn failed(&self, address: IpAddr, staff_id: &str) -> u32 {
+        self.failed_at(address, staff_id, Instant::now())
+    }
+
+    fn failed_at(&self, address: IpAddr, staff_id: &str, now: Instant) -> u32 {
+        let mut state = self.lock();
+        state.address_failures.entry(address).or_default().push_back(now);
+        bound(&mut state.address_failures);
+        let pair = state.pair_failures.entry((address, staff_id.to_owned())).or_default();
+        pair.push_back(now);
+        prune(pair, Duration::from_secs(LOGIN_LOCKOUT_SECONDS as u64), now);
+        let left = (LOGIN_FAILURES_MAX as usize).saturating_sub(pair.len()) as u32;
+        bound(&mut state.pair_failures);
+        left
+    }
+
+    /// A correct sign-in clears this address's count for this id (not the address's total).
+    pub fn succeeded(&self, address: IpAddr, staff_id: &str) {
+        self.lock().pair_failures.remove(&(address, staff_id.to_owned()));
+    }
+
+    /// A place in the Argon2 queue for `address`, waiting for one if needed; refused at once if
+    /// the address already has `LOGIN_IN_FLIGHT_PER_ADDRESS_MAX` sign-ins in flight or the queue
+    /// holds `LOGIN_HASHES_WAITING_MAX`.
+    pub async fn hash_slot(self: &std::sync::Arc<Self>, address: IpAddr) -> Result<HashSlot, Held> {
+        use std::sync::atomic::Ordering;
+        {
+            let mut state = self.lock();
+            let n = state.in_flight.entry(address).or_default();
+            if *n >= LOGIN_IN_FLIGHT_PER_ADDRESS_MAX {
+                return Err(Held::AddressBusy);
+            }
+            *n += 1;
+        }
+        let in_flight = InFlight { throttle: self.clone(), address };
+        let waiting = self.waiting.fetch_add(1, Ordering::SeqCst);
+        let result = if waiting >= LOGIN_HASHES_WAITING_MAX {
+            Err(Held::Overloaded)
+        } else {
+            Ok(self.hashing.clone().acquire_owned().await.expect("the sign-in semaphore is never closed"))
+        };
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        result.map(|permit| HashSlot { _permit: permit, _address: in_flight })
+    }
+
+    /// Counts a request refused for having no session or token; false if this address has made
+    /// too many such requests in the current interval (answer 429 without further work).
+    pub fn refused_anonymous(&self, address: IpAddr, kind: &'static str) -> bool {
+        self.refused_anonymous_at(address, kind, Instant::now())
+    }
+
+    fn refused_anonymous_at(&self, address: IpAddr, kind: &'static str, now: Instant) -> bool {
+        let mut state = self.lock();
+        state.anonymous_since.get_or_insert(now);
+        if !state.anonymous.contains_key(&address) && state.anonymous.len() >= THROTTLE_ADDRESSES_MAX {
+            // Full: count it under the unspecified address rather than grow.
+            return self.count_refusal(&mut state, IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED), kind, now);
+        }
+        self.count_refusal(&mut state, address, kind, now)
+    }
+
+    fn count_refusal(&self, state: &mut State, address: IpAddr, kind: &'static str, now: Instant) -> bool {
+        let r = state.anonymous.entry(address).or_default();
+        let window = Duration::from_secs(ANONYMOUS_SUMMARY_SECONDS);
+        if r.window_start.is_none_or(|s| now.duration_since(s) >= window) {
+            r.window_start = Some(now);
+            r.recent = 0;
+        }
+        r.count += 1;
+        r.recent += 1;
+        if !r.kinds.contains(&kind) {
+            r.kinds.push(kind);
+        }
+        r.recent <= ANONYMOUS_REFUSALS_PER_ADDRESS_MAX
+    }
+
+    /// The summaries due: one audit entry per address with its count, if the interval has
+    /// passed since the first refusal counted (or at once with `force`, at shutdown).
+    pub fn take_summaries(&self, force: bool) -> Vec<NewEntry> {
+        self.take_summaries_at(force, Instant::now())
+    }
+
+    fn take_summaries_at(&self, force: bool, now: Instant) -> Vec<NewEntry> {
+        let mut state = self.lock();
+        let due = state
+            .anonymous_since
+            .is_some_and(|since| force || now.duration_since(since) >= Duration::from_secs(ANONYMOUS_SUMMARY_SECONDS));
+        if !due {
+            return Vec::new();
+        }
+        state.anonymous_since = None;
+        let mut summaries: Vec<(IpAddr, Refusals)> = state.anonymous.drain().collect();
+        summaries.sort_by_key(|(address, _)| *address);
+        summaries
+            .into_iter()
+            .map(|(address, r)| {
+                NewEntry::new(
+                    "anonymous",
+                    Action::Denied,
+                    Outcome::Denied,
+                    format!(
+                        "{address}: {} requests refused without a session or token ({})",
+                        r.count,
+                        r.kinds.join(", ")
+                    ),
+                )
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(n: u8) -> IpAddr {
+        IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, n))
+    }
+
+    #[test]
+    fn failures_lock_the_address_for_that_id_only_and_say_how_many_are_left() {
+        let t = Throttle::default();
+        let now = Instant::now();
+        for left in (0..LOGIN_FAILURES_MAX).rev() {
+            assert_eq!(t.may_try_at(addr(1), "K7QM-3XDA", now), Ok(()));
+            assert_eq!(t.failed_at(addr(1), "K7QM-3XDA", now), left);
+        }
+        assert!(matches!(t.may_try_at(addr(1), "K7QM-3XDA", now), Err(Held::PairLocked(_))));
+        // The person on their own phone, and the same phone for another id, are not locked out.
+        assert_eq!(t.may_try_at(addr(2), "K7QM-3XDA", now), Ok(()));
+        assert_eq!(t.may_try_at(addr(1), "ABCD-EFGH", now), Ok(()));
+        // Not for long: the lock ends with the window.
+        let later = now + Duration::from_secs(LOGIN_LOCKOUT_SECONDS as u64);
+        assert_eq!(t.may_try_at(addr(1), "K7QM-3XDA", later), Ok(()));
+    }
+
+    #[test]
+    fn one_address_guessing_many_ids_is_stopped() {
+        let t = Throttle::default();
+        let now = Instant::now();
+        for i in 0..LOGIN_ADDRESS_FAILURES_MAX {
+            assert_eq!(t.may_try_at(addr(3), &format!("id-{i}"), now), Ok(()));
+            t.failed_at(addr(3), &format!("id-{i}"), now);
+        }
+        assert!(matches!(t.may_try_at(addr(3), "fresh-id", now), Err(Held::AddressLocked(_))));
+        assert_eq!(t.may_try_at(addr(4), "fresh-id", now), Ok(()));
+    }
+
+    #[test]
+    fn anonymous_refusals_become_one_summary_per_address_and_are_rate_limited() {
+        let t = Throttle::default();
+        let now = Instant::now();
+        let mut allowed = 0;
+        for _ in 0..ANONYMOUS_REFUSALS_PER_ADDRESS_MAX + 10 {
+            if t.refused_anonymous_at(addr(5), "no session", now) {
+                allowed += 1;
+            }
+        }
+        assert_eq!(allowed, ANONYMOUS_REFUSALS_PER_ADDRESS_MAX);
+        t.refused_anonymous_at(addr(6), "no token", now);
+        assert!(t.take_summaries_at(false, now).is_empty(), "not due before the interval");
+        let due = now + Duration::from_secs(ANONYMOUS_SUMMARY_SECONDS);
+        let entries = t.take_summaries_at(false, due);
+        assert_eq!(entries.len(), 2);
+        let expected = ANONYMOUS_REFUSALS_PER_ADDRESS_MAX + 10;
+        assert!(entries[0].detail.starts_with(&format!("127.0.0.5: {expected} requests")), "{:?}", entries[0]);
+        assert!(entries[1].detail.contains("no token"));
+        assert!(t.take_summaries_at(true, due).is_empty(), "each refusal is summarised once");
+    }
+
+    #[tokio::test]
+    async fn the_argon2_queue_is_bounded_per_address_and_in_all() {
+        use std::sync::atomic::Ordering;
+        let t = Throttle::new();
+        let mut held = Vec::new();
+        for _ in 0..LOGIN_IN_FLIGHT_PER_ADDRESS_MAX {
+            held.push(t.hash_slot(addr(10)).await.expect("a free slot"));
+        }
+        assert!(matches!(t.hash_slot(addr(10)).await, Err(Held::AddressBusy)), "one address cannot queue more");
+        for i in held.len()..LOGIN_HASHES_CONCURRENT_MAX {
+            held.push(t.hash_slot(addr(30 + i as u8)).await.expect("a free slot"));
+        }
+        let mut waiters = Vec::new();
+        for i in 0..LOGIN_HASHES_WAITING_MAX {
+            let t = t.clone();
+            waiters.push(tokio::spawn(async move { t.hash_slot(addr(100 + i as u8)).await.is_ok() }));
+        }
+        for _ in 0..10_000 {
+            if t.waiting.load(Ordering::SeqCst) == LOGIN_HASHES_WAITING_MAX {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(t.waiting.load(Ordering::SeqCst), LOGIN_HASHES_WAITING_MAX);
+        assert!(matches!(t.hash_slot(addr(250)).await, Err(Held::Overloaded)), "the queue is bounded");
+        drop(held);
+        for w in waiters {
+            assert!(w.await.expect("the waiter ran"), "every queued sign-in gets its turn");
+        }
+    }
+}
