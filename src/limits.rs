@@ -100,3 +100,4 @@ const _: () = assert!(FIELD_NOTE_CHARS_MAX * 4 < REQUEST_BODY_BYTES_MAX);
 const _: () = assert!(CSV_FIELD_BYTES_MAX * 4 < SNAPSHOT_CHUNK_BYTES_MAX / SNAPSHOT_CHUNK_RECORDS_MAX * 64);
 const _: () = assert!(CSV_SNIFF_BYTES >= 4096);
 const _: () = assert!(AUDIT_BATCH_ENTRIES_MAX <= AUDIT_QUEUE_ENTRIES_MAX);
+const _: () = assert!(TLS_NODE_CERT_DAYS < TLS_CA_CERT_DAYS);
