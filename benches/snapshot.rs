@@ -18,7 +18,7 @@ fn main() {
     let root = tmp.path();
     let clock = clock::system();
     let central_dir = CentralDir::new(root.join("central"));
-    central::init(&central_dir).expect("central init");
+    central::init(&central_dir, clock.as_ref()).expect("central init");
 
     let csv = root.join("persons.csv");
     let started = Instant::now();
@@ -46,7 +46,8 @@ fn main() {
 
     let node_dir = NodeDir::new(root.join("node"));
     let bundle = root.join("bench.bundle");
-    central::enroll_node(&central_dir, "bench", &Region::parse("17").expect("region"), &bundle).expect("enroll");
+    central::enroll_node(&central_dir, "bench", &Region::parse("17").expect("region"), &bundle, clock.as_ref())
+        .expect("enroll");
     node::init(&node_dir, &bundle, None).expect("node init");
     let mut node = Node::open(&node_dir).expect("node open");
     let started = Instant::now();

@@ -55,6 +55,15 @@ impl From<Refused> for ApiError {
     }
 }
 
+/// The token of an `Authorization` header value in the Bearer scheme. The scheme name is
+/// case-insensitive (RFC 9110 §11.1) and separated from the credentials by one or more spaces
+/// (§11.4, `auth-scheme 1*SP token68`); the token itself is compared exactly, by its hash.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, rest) = value.split_once(' ')?;
+    let token = rest.trim_start_matches(' ');
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 /// An enrolled operator, proved by a bearer token. Revoked operators, and those whose
 /// authorization has ended, are refused (and the refusal logged).
 impl FromRequestParts<AppState> for Operator {
@@ -65,7 +74,7 @@ impl FromRequestParts<AppState> for Operator {
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(bearer_token)
             .map(str::to_owned);
         let found = match token {
             Some(token) => {

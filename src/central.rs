@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use crate::authz::{self, Authorization, NodeGrant, Role, Section};
 use crate::keys::{
     CentralPublicKey, CentralSigningKey, DataKey, KeyError, NodePublicKey, NodeSecretKey, PersonIdKey,
-    write_file_atomic, write_secret_file,
+    create_private_dir, write_file_atomic, write_secret_file,
 };
 use crate::limits::CSV_ERRORS_SHOWN_MAX;
 use crate::model::{MunicipalityCode, OfficeNumber};
@@ -102,15 +102,18 @@ impl CentralDir {
     }
 }
 
-/// Creates the central's keys and CA. Refuses to overwrite an existing central.
-pub fn init(dir: &CentralDir) -> Result<CentralPublicKey, CentralError> {
+/// Creates the central's keys and CA (valid from `clock`'s now). Refuses to overwrite an existing
+/// central.
+pub fn init(dir: &CentralDir, clock: &dyn Clock) -> Result<CentralPublicKey, CentralError> {
     if dir.signing_key().exists() {
         return Err(CentralError::AlreadyInitialized(dir.root.display().to_string()));
     }
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir.snapshots()).map_err(io(&dir.root))?;
+    // Nothing in the central's directory is readable by others (directories 0700, files 0600).
+    create_private_dir(&dir.root)?;
+    create_private_dir(&dir.snapshots())?;
     let key = CentralSigningKey::generate();
     PersonIdKey::generate().save(&dir.person_id_key())?;
-    tls::generate_ca(&dir.ca_cert(), &dir.ca_key())?;
+    tls::generate_ca(&dir.ca_cert(), &dir.ca_key(), clock.now())?;
     key.public().save(&dir.public_key())?;
     // The signing key last: its presence is what marks a finished init.
     key.save(&dir.signing_key())?;
@@ -205,7 +208,7 @@ pub fn build_snapshot(
     };
     fs::rename(&tmp, out).map_err(io(out))?;
     let manifest_path = dir.snapshots().join(format!("{snapshot_id}.json"));
-    write_file_atomic(&manifest_path, &serde_json::to_vec_pretty(&manifest).expect("manifest serializes"), 0o644)?;
+    write_secret_file(&manifest_path, &serde_json::to_vec_pretty(&manifest).expect("manifest serializes"))?;
     Ok(SnapshotOutcome { manifest, report })
 }
 
@@ -265,6 +268,7 @@ pub fn enroll_node(
     node_id: &str,
     region: &Region,
     out: &Path,
+    clock: &dyn Clock,
 ) -> Result<NodePublicKey, CentralError> {
     dir.require()?;
     if !valid_node_id(node_id) {
@@ -275,7 +279,7 @@ pub fn enroll_node(
     }
     fs::DirBuilder::new().recursive(true).mode(0o700).create(dir.nodes()).map_err(io(&dir.nodes()))?;
     let secret = NodeSecretKey::generate();
-    let (tls_cert_pem, tls_key_pem) = tls::issue_node_cert(&dir.ca_cert(), &dir.ca_key(), node_id)?;
+    let (tls_cert_pem, tls_key_pem) = tls::issue_node_cert(&dir.ca_cert(), &dir.ca_key(), node_id, clock.now())?;
     let bundle = Bundle {
         format: BUNDLE_FORMAT.to_owned(),
         node_id: node_id.to_owned(),

@@ -347,7 +347,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Demo(args) => demo(args, clock),
         Command::Serve(args) => serve(&NodeDir::new(args.dir), args.listen, clock, None),
         Command::Central(CentralCommand::Init { dir }) => {
-            let key = central::init(&CentralDir::new(&dir))?;
+            let key = central::init(&CentralDir::new(&dir), clock.as_ref())?;
             println!("中央を作りました: {}", dir.display());
             println!(
                 "公開鍵: {}（鍵ID {}）ノードにはこのファイルを渡します",
@@ -360,7 +360,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Central(CentralCommand::Snapshot(args)) => snapshot_command(&args, &clock),
         Command::Central(CentralCommand::EnrollNode { dir, node_id, region, out }) => {
             let region = Region::parse(&region)?;
-            let public = central::enroll_node(&CentralDir::new(&dir), &node_id, &region, &out)?;
+            let public = central::enroll_node(&CentralDir::new(&dir), &node_id, &region, &out, clock.as_ref())?;
             println!(
                 "ノード {node_id} を登録しました（担当地域: {}、鍵ID {}）",
                 describe_region(&region),
@@ -857,7 +857,7 @@ fn serve(dir: &NodeDir, listen: SocketAddr, clock: SharedClock, banner: Option<&
         CommitMode::Group,
     ));
     let drill = node.current_manifest()?.is_some_and(|(_, m)| m.synthetic);
-    let identity = tls::ensure_server_identity(&dir.tls(), &node.info.node_id)?;
+    let identity = tls::ensure_server_identity(&dir.tls(), &node.info.node_id, node.now(clock.as_ref())?)?;
     let fingerprint = identity.fingerprint.clone();
     let config = tls::server_config(identity)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("tokio を起動できません")?;
@@ -1007,7 +1007,7 @@ fn demo_setup(root: &Path, node_dir: &NodeDir, args: &DemoArgs, clock: &SharedCl
     println!("デモを作ります: {}", root.display());
     fs::create_dir_all(root)?;
     let central_dir = CentralDir::new(root.join("central"));
-    central::init(&central_dir)?;
+    central::init(&central_dir, clock.as_ref())?;
     let csv = root.join("persons.csv");
     synth_command(&SynthArgs {
         municipalities: args.municipalities.clone(),
@@ -1034,7 +1034,7 @@ fn demo_setup(root: &Path, node_dir: &NodeDir, args: &DemoArgs, clock: &SharedCl
     )?;
     let region = Region::parse(&args.municipalities)?;
     let bundle = root.join("demo-node.bundle");
-    central::enroll_node(&central_dir, DEMO_NODE, &region, &bundle)?;
+    central::enroll_node(&central_dir, DEMO_NODE, &region, &bundle, clock.as_ref())?;
     node::init(node_dir, &bundle, None)?;
     fs::remove_file(&bundle)?;
     let mut node = Node::open(node_dir)?;

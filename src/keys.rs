@@ -7,7 +7,7 @@
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
@@ -46,12 +46,23 @@ pub fn write_file_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), 
         dir.join(format!(".{}.tmp", path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()));
     let mut f =
         OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp).map_err(io_err(&tmp))?;
+    // `mode` applies only to a file the open creates: a temporary file left by a crash keeps
+    // whatever mode it had, so it is set again.
+    f.set_permissions(fs::Permissions::from_mode(mode)).map_err(io_err(&tmp))?;
     f.write_all(contents).map_err(io_err(&tmp))?;
     f.sync_all().map_err(io_err(&tmp))?;
     drop(f);
     fs::rename(&tmp, path).map_err(io_err(path))?;
     File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))?;
     Ok(())
+}
+
+/// Creates `path` and any missing parents with mode 0700, and sets 0700 on `path` itself if it
+/// was already there (a directory made beforehand with `mkdir` is 0755): the node's and the
+/// central's directories are readable by their owner only.
+pub fn create_private_dir(path: &Path) -> Result<(), KeyError> {
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(path).map_err(io_err(path))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o700)).map_err(io_err(path))
 }
 
 /// Writes a secret: mode 0600.
@@ -152,7 +163,9 @@ impl CentralPublicKey {
     }
 
     pub fn save(&self, path: &Path) -> Result<(), KeyError> {
-        write_file_atomic(path, key_file_text(PUBLIC_HEADER, self.0.as_bytes()).as_bytes(), 0o644)
+        // Public, but it lives in the central's and nodes' directories, where nothing is
+        // readable by others.
+        write_secret_file(path, key_file_text(PUBLIC_HEADER, self.0.as_bytes()).as_bytes())
     }
 
     pub fn load(path: &Path) -> Result<Self, KeyError> {
@@ -488,7 +501,8 @@ impl NodePublicKey {
     }
 
     pub fn save(&self, path: &Path) -> Result<(), KeyError> {
-        write_file_atomic(path, self.to_text().as_bytes(), 0o644)
+        // Public, but kept in the central's directory, where nothing is readable by others.
+        write_secret_file(path, self.to_text().as_bytes())
     }
 
     pub fn load(path: &Path) -> Result<Self, KeyError> {

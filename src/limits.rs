@@ -21,12 +21,28 @@ pub const CSV_FIELD_BYTES_MAX: usize = 16 * 1024;
 pub const CSV_ERRORS_SHOWN_MAX: usize = 200;
 /// Bytes sniffed to detect UTF-8 versus Shift_JIS.
 pub const CSV_SNIFF_BYTES: usize = 64 * 1024;
+/// A sniffed prefix with invalid UTF-8 is still read as UTF-8 when it has at least this many
+/// valid multi-byte characters per invalid sequence: a stray byte in a UTF-8 file is then
+/// reported on its line instead of the whole file being garbled as Shift_JIS. Shift_JIS text
+/// makes mostly invalid sequences (its common lead bytes 0x81–0x9F cannot start UTF-8), so it
+/// stays far below this.
+pub const CSV_UTF8_MULTIBYTE_PER_INVALID_MIN: usize = 10;
 
 /// Persons the generator makes in one run.
 pub const SYNTH_PERSONS_MAX: u64 = 5_000_000;
 
 /// An HTTP request body; the status page takes none, later APIs take small JSON.
 pub const REQUEST_BODY_BYTES_MAX: usize = 64 * 1024;
+/// Days a node's TLS certificate is valid from its issue: a node is enrolled in peacetime and may
+/// first serve years later, so it must outlast the wait; a lost node's certificate still stops
+/// being trusted on its own. Re-enrol a node before then.
+pub const TLS_NODE_CERT_DAYS: i64 = 5 * 365;
+/// Days the central's node CA is valid: longer than any node certificate, so enrolments stay
+/// possible for years; node certificates never outlive it (they are cut at its end).
+pub const TLS_CA_CERT_DAYS: i64 = 20 * 365;
+/// Seconds a certificate's not-before is set back from the time it is made, so that a node or a
+/// phone whose clock is behind (a time zone set wrong is nine hours) still accepts it.
+pub const TLS_CERT_BACKDATE_SECONDS: i64 = 24 * 60 * 60;
 /// Seconds a connection may take to finish its TLS handshake before it is dropped.
 pub const TLS_HANDSHAKE_SECONDS_MAX: u64 = 10;
 /// Seconds open connections get to finish after shutdown starts.
@@ -127,3 +143,4 @@ const _: () = assert!(LOGIN_FAILURES_MAX < LOGIN_ACCOUNT_FAILURES_FREE);
 const _: () = assert!(LOGIN_BACKOFF_BASE_SECONDS <= LOGIN_BACKOFF_SECONDS_MAX);
 const _: () = assert!(LOGIN_ATTEMPT_HOLD_SECONDS < LOGIN_LOCKOUT_SECONDS);
 const _: () = assert!(CLOCK_FORWARD_MARGIN_SECONDS < CLOCK_FORWARD_STEP_SECONDS_MAX);
+const _: () = assert!(TLS_NODE_CERT_DAYS < TLS_CA_CERT_DAYS);

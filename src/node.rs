@@ -5,9 +5,9 @@
 //! file is verified while it is copied, renamed into place, and only then made current in one
 //! database transaction; a crash at any point leaves the previous snapshot in use.
 
-use std::fs::{self, File};
+use std::fs::{self, File, OpenOptions};
 use std::io::{BufReader, BufWriter};
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Duration, Utc};
@@ -19,7 +19,7 @@ use zeroize::Zeroize;
 use crate::audit::{self, Action, AuditError, ChainWriter, Fault, NewEntry, Outcome, VerifyReport};
 use crate::authz::Refusal;
 use crate::keys::{
-    CentralPublicKey, KeyError, NodePublicKey, NodeSecretKey, UnwrapError, write_file_atomic, write_secret_file,
+    CentralPublicKey, KeyError, NodePublicKey, NodeSecretKey, UnwrapError, create_private_dir, write_secret_file,
 };
 use crate::model::MunicipalityCode;
 use crate::progress::Progress;
@@ -181,13 +181,15 @@ pub fn init(dir: &NodeDir, bundle_path: &Path, passphrase: Option<&str>) -> Resu
         return Err(NodeError::BadBundle(bundle_path.display().to_string()));
     }
     let region = Region::parse(&bundle.region)?;
+    // Nothing in a node's directory is readable by others (directories 0700, files 0600), public
+    // keys and certificates included: one rule is easier to keep than a list of exceptions.
     for d in [dir.root.clone(), dir.snapshots(), dir.tls()] {
-        fs::DirBuilder::new().recursive(true).mode(0o700).create(&d).map_err(io(&d))?;
+        create_private_dir(&d)?;
     }
-    write_file_atomic(&dir.central_key(), bundle.central_public_key.as_bytes(), 0o644)?;
+    write_secret_file(&dir.central_key(), bundle.central_public_key.as_bytes())?;
     let central_key = CentralPublicKey::load(&dir.central_key())?;
-    write_file_atomic(&dir.tls().join("ca.pem"), bundle.ca_cert_pem.as_bytes(), 0o644)?;
-    write_file_atomic(&dir.tls().join("cert.pem"), bundle.tls_cert_pem.as_bytes(), 0o644)?;
+    write_secret_file(&dir.tls().join("ca.pem"), bundle.ca_cert_pem.as_bytes())?;
+    write_secret_file(&dir.tls().join("cert.pem"), bundle.tls_cert_pem.as_bytes())?;
     write_secret_file(&dir.tls().join("key.pem"), bundle.tls_key_pem.as_bytes())?;
     let secret = NodeSecretKey::from_file_text(&bundle.node_secret_key)
         .ok_or_else(|| NodeError::BadBundle(bundle_path.display().to_string()))?;
@@ -199,8 +201,8 @@ pub fn init(dir: &NodeDir, bundle_path: &Path, passphrase: Option<&str>) -> Resu
         return Err(NodeError::BadBundle(bundle_path.display().to_string()));
     }
     secret.save(&dir.node_key(), passphrase)?;
-    write_file_atomic(&dir.node_public_key(), bundle.node_public_key.as_bytes(), 0o644)?;
-    write_file_atomic(&dir.node_public_key_signature(), bundle.node_public_key_signature.as_bytes(), 0o644)?;
+    write_secret_file(&dir.node_public_key(), bundle.node_public_key.as_bytes())?;
+    write_secret_file(&dir.node_public_key_signature(), bundle.node_public_key_signature.as_bytes())?;
     let mut store = Store::open(&dir.db())?;
     store.set_meta("node_id", &bundle.node_id)?;
     store.set_meta("region", &region.to_string())?;
@@ -380,11 +382,13 @@ impl Node {
         self.remove_orphans()?;
 
         let dir = self.dir.snapshots();
-        fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(io(&dir))?;
+        create_private_dir(&dir)?;
         let tmp = dir.join(format!(".import-{}.tmp", head.snapshot_id));
         let result = (|| {
             let input = BufReader::new(File::open(file).map_err(io(file))?);
-            let out = File::create(&tmp).map_err(io(&tmp))?;
+            // 0600 like everything in the node's directory; a leftover of a crashed import was
+            // removed by `remove_orphans` above, so this open creates the file.
+            let out = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(io(&tmp))?;
             let mut writer = BufWriter::with_capacity(1 << 20, out);
             let mut progress = Progress::new("取り込み", len, quiet);
             let m = snapshot::verify(input, &self.info.central_key, &mut writer, |n| progress.set_position(n))?;

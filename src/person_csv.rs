@@ -14,7 +14,7 @@ use chrono::NaiveDate;
 use encoding_rs::{Encoding, SHIFT_JIS, UTF_8};
 
 use crate::keys::PersonIdKey;
-use crate::limits::{CSV_FIELD_BYTES_MAX, CSV_SNIFF_BYTES};
+use crate::limits::{CSV_FIELD_BYTES_MAX, CSV_SNIFF_BYTES, CSV_UTF8_MULTIBYTE_PER_INVALID_MIN};
 use crate::model::kana;
 use crate::model::person::{
     BARTHEL_ITEMS, BURDEN_STAGES, Barthel, CareOffice, CarePlan, DEMENTIA_INDEPENDENCE, DISABILITY_INDEPENDENCE,
@@ -100,12 +100,26 @@ impl CsvEncoding {
     }
 
     /// UTF-8 if the sniffed prefix is valid UTF-8 (a sequence cut at the end of the prefix is
-    /// allowed), otherwise Shift_JIS.
+    /// allowed), or overwhelmingly so: at least `CSV_UTF8_MULTIBYTE_PER_INVALID_MIN` valid
+    /// multi-byte characters per invalid sequence, so that a few stray bytes in a UTF-8 file are
+    /// reported where they are rather than the whole file read as Shift_JIS. Otherwise Shift_JIS.
     pub fn detect(prefix: &[u8]) -> CsvEncoding {
-        match std::str::from_utf8(prefix) {
-            Ok(_) => CsvEncoding::Utf8,
-            Err(e) if e.error_len().is_none() => CsvEncoding::Utf8,
-            Err(_) => CsvEncoding::ShiftJis,
+        let (mut multibyte, mut invalid) = (0usize, 0usize);
+        let mut chunks = prefix.utf8_chunks().peekable();
+        while let Some(chunk) = chunks.next() {
+            multibyte += chunk.valid().chars().filter(|c| !c.is_ascii()).count();
+            let bad = chunk.invalid();
+            // The last chunk's "invalid" part may only be a character the prefix cut in two.
+            let cut_at_end =
+                chunks.peek().is_none() && std::str::from_utf8(bad).is_err_and(|e| e.error_len().is_none());
+            if !bad.is_empty() && !cut_at_end {
+                invalid += 1;
+            }
+        }
+        if invalid == 0 || multibyte >= invalid * CSV_UTF8_MULTIBYTE_PER_INVALID_MIN {
+            CsvEncoding::Utf8
+        } else {
+            CsvEncoding::ShiftJis
         }
     }
 }
@@ -145,6 +159,10 @@ pub enum CsvError {
     UnknownColumns(String),
     #[error("CSVの見出し行で列「{0}」が2回出てきます")]
     DuplicateColumn(String),
+    #[error(
+        "CSVの見出し行（1行目）に {0} として読めないバイトがあります。ファイルを UTF-8 か Shift_JIS で保存し直してください（違う文字コードで読まれているなら --encoding で指定できます）"
+    )]
+    UndecodableHeader(CsvEncoding),
 }
 
 /// What reading a whole file found.
@@ -184,6 +202,9 @@ pub fn read<R: Read>(
     if !reader.read_record(&mut record).map_err(csv_io)? {
         return Err(CsvError::NoHeader);
     }
+    if record.iter().any(|h| h.contains('\u{FFFD}')) {
+        return Err(CsvError::UndecodableHeader(encoding));
+    }
     let index = header_index(&record)?;
     let width = record.len();
     let mut seen: HashSet<(InsurerNumber, InsuredNumber)> = HashSet::new();
@@ -207,7 +228,7 @@ pub fn read<R: Read>(
             report.rows -= 1;
             continue;
         }
-        let mut row = Row { record: &record, index: &index, problems: Vec::new(), warnings: Vec::new() };
+        let mut row = Row { record: &record, encoding, index: &index, problems: Vec::new(), warnings: Vec::new() };
         if record.len() != width {
             row.problems.push(("(行全体)", format!("列の数が {} です（見出しは {width} 列）", record.len())));
         }
@@ -234,6 +255,14 @@ pub fn read<R: Read>(
         }
     }
     Ok(report)
+}
+
+/// What a cell with a byte the encoding cannot read is told: which encoding it was read as, and
+/// how to fix the file. The cell's value is not repeated: it would be garbled.
+fn undecodable(encoding: CsvEncoding) -> String {
+    format!(
+        "{encoding} として読めないバイトがあります。表計算ソフトなどで、ファイルを UTF-8 か Shift_JIS で保存し直してください（違う文字コードで読まれているなら --encoding で指定できます）"
+    )
 }
 
 fn csv_io(e: csv::Error) -> CsvError {
@@ -271,6 +300,8 @@ fn header_index(header: &csv::StringRecord) -> Result<Vec<Option<usize>>, CsvErr
 /// One row being validated: problems and warnings gather as fields are read.
 struct Row<'a> {
     record: &'a csv::StringRecord,
+    /// What the file is read as, for the message about a byte it cannot hold.
+    encoding: CsvEncoding,
     index: &'a [Option<usize>],
     problems: Vec<(&'static str, String)>,
     warnings: Vec<(&'static str, String)>,
@@ -292,10 +323,7 @@ impl Row<'_> {
         if v.len() > CSV_FIELD_BYTES_MAX {
             self.problems.push((col, format!("長すぎます（{}バイト、上限 {CSV_FIELD_BYTES_MAX}）", v.len())));
         } else if v.contains('\u{FFFD}') {
-            self.problems.push((
-                col,
-                "文字コードとして読めない文字があります（UTF-8かShift_JISかを --encoding で指定してください）".into(),
-            ));
+            self.problems.push((col, undecodable(self.encoding)));
         } else if v.chars().any(|c| c.is_control() && c != '\n') {
             self.problems.push((col, "制御文字が含まれています".into()));
         }
@@ -674,5 +702,42 @@ impl<W: Write> Writer<W> {
     pub fn finish(mut self) -> Result<W, CsvError> {
         self.inner.flush()?;
         self.inner.into_inner().map_err(|e| CsvError::Io(std::io::Error::other(e.to_string())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = "insurer_number,family_name,given_name,address\n\
+        172049,能登,花子,石川県輪島市河井町一丁目\n\
+        172057,珠洲,太郎,石川県珠洲市飯田町二丁目\n";
+
+    #[test]
+    fn plain_utf8_and_ascii_are_utf8() {
+        assert_eq!(CsvEncoding::detect(TEXT.as_bytes()), CsvEncoding::Utf8);
+        assert_eq!(CsvEncoding::detect(b"insurer_number,given_name\n172049,x\n"), CsvEncoding::Utf8);
+        // A character cut by the end of the sniffed prefix is not an error.
+        let cut = &TEXT.as_bytes()[..TEXT.find("花").unwrap() + 1];
+        assert_eq!(CsvEncoding::detect(cut), CsvEncoding::Utf8);
+    }
+
+    /// Finding 9.4: one stray byte in a UTF-8 file made it Shift_JIS.
+    #[test]
+    fn utf8_with_a_stray_byte_is_still_utf8() {
+        let mut bytes = TEXT.as_bytes().to_vec();
+        let at = TEXT.find("花子").unwrap();
+        bytes.insert(at, 0xFF);
+        assert_eq!(CsvEncoding::detect(&bytes), CsvEncoding::Utf8);
+    }
+
+    #[test]
+    fn genuine_shift_jis_is_shift_jis() {
+        let (sjis, _, unmappable) = SHIFT_JIS.encode(TEXT);
+        assert!(!unmappable);
+        assert_eq!(CsvEncoding::detect(&sjis), CsvEncoding::ShiftJis);
+        // Half-width katakana and a little kanji only, the hardest case for a ratio.
+        let (sjis, _, _) = SHIFT_JIS.encode("family_name_kana,given_name_kana\nﾉﾄ,ﾊﾅｺ\nｽｽﾞ,ﾀﾛｳ\n輪島,珠洲\n");
+        assert_eq!(CsvEncoding::detect(&sjis), CsvEncoding::ShiftJis);
     }
 }

@@ -4,6 +4,8 @@
 //! it exists. PRAGMAs are set on every connection, outside migrations. Calls here block: async
 //! code reaches the store through `spawn_blocking`, never directly on the runtime.
 
+use std::fs::{self, OpenOptions};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
@@ -17,6 +19,10 @@ pub enum StoreError {
     Open { path: String, cause: rusqlite::Error },
     #[error("データベースの操作に失敗しました: {0}")]
     Sql(#[from] rusqlite::Error),
+    #[error(
+        "データベース {path} を本人だけが読めるようにできません: {cause}。ファイルの持ち主と権限を確かめてください"
+    )]
+    Private { path: String, cause: std::io::Error },
     #[error(
         "データベースの版 {found} はこの kaigo-field（対応 {known} まで）より新しいものです。kaigo-field を更新してください"
     )]
@@ -189,8 +195,36 @@ pub struct HeldSnapshot {
     pub imported_at: DateTime<Utc>,
 }
 
+/// Creates the database file with mode 0600 before SQLite does (it would create it 0644 under
+/// the usual umask), and takes group and other permissions off an existing one and its `-wal`
+/// and `-shm` files. SQLite gives the `-wal` and `-shm` files it creates the database file's
+/// mode, so they too are the owner's only.
+fn make_private(path: &Path) -> Result<(), StoreError> {
+    let err = |p: &Path| {
+        let path = p.display().to_string();
+        move |cause| StoreError::Private { path, cause }
+    };
+    OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(path).map_err(err(path))?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let file = Path::new(&name);
+        match fs::metadata(file) {
+            Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {
+                fs::set_permissions(file, fs::Permissions::from_mode(meta.permissions().mode() & 0o700))
+                    .map_err(err(file))?;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(err(file)(e)),
+        }
+    }
+    Ok(())
+}
+
 impl Store {
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        make_private(path)?;
         let conn =
             Connection::open(path).map_err(|cause| StoreError::Open { path: path.display().to_string(), cause })?;
         Self::configure(&conn)?;

@@ -1,20 +1,31 @@
 //! Certificates and the rustls server configuration. One crypto provider: ring.
 //!
-//! The central holds a CA for node certificates (`central init`); enrolment will issue node
-//! certificates from it. Until a node has one, `serve` makes a self-signed certificate on first
-//! start and the status page shows its SHA-256 fingerprint so staff can check what they reach.
+//! The central holds a CA for node certificates (`central init`); enrolment issues each node a
+//! certificate from it. A node that has none makes a self-signed certificate on first start and
+//! the status page shows its SHA-256 fingerprint so staff can check what they reach.
+//!
+//! Every certificate carries what strict verifiers (webpki, OpenSSL's strict mode as current
+//! Python uses it) look for: key identifiers (a leaf's Authority Key Identifier is its issuer's
+//! Subject Key Identifier), key usages, the extended key usages of a TLS server that is also a
+//! client of the central, and a validity of years that starts a little in the past.
 
 use std::fs;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 use std::sync::Arc;
 
-use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, KeyUsagePurpose};
+use chrono::{DateTime, Duration, Utc};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
 use rustls::ServerConfig;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
 
-use crate::keys::{KeyError, write_file_atomic, write_secret_file};
+use crate::keys::{KeyError, write_secret_file};
+use crate::limits::{TLS_CA_CERT_DAYS, TLS_CERT_BACKDATE_SECONDS, TLS_NODE_CERT_DAYS};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -28,6 +39,12 @@ pub enum TlsError {
     Key(#[from] KeyError),
     #[error("{path}: {cause}")]
     Io { path: String, cause: std::io::Error },
+    #[error("時刻 {0} では証明書の有効期間を決められません。この機械の時計を合わせてからやり直してください")]
+    Clock(DateTime<Utc>),
+    #[error(
+        "中央のCA証明書（ca.pem）の有効期限 {0} が過ぎています。CAを作り直し（central init）、ノードを登録し直してください"
+    )]
+    CaExpired(String),
 }
 
 /// The process-wide rustls provider. Every TLS config in the crate is built from it, so only
@@ -36,25 +53,58 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// The CA's parameters. The same every time, so that an `Issuer` rebuilt from them and the CA key
-/// matches the CA certificate (same subject, same key identifier), without parsing it back.
-fn ca_params() -> Result<CertificateParams, TlsError> {
+/// `now` as rcgen's time type; only a clock set to an absurd year (beyond 9999) fails.
+fn offset_time(at: DateTime<Utc>) -> Result<OffsetDateTime, TlsError> {
+    OffsetDateTime::from_unix_timestamp(at.timestamp()).map_err(|_| TlsError::Clock(at))
+}
+
+/// Sets a validity of `days` from `now`, starting `TLS_CERT_BACKDATE_SECONDS` before it so that a
+/// verifier whose clock is somewhat behind still accepts the certificate.
+fn set_validity(params: &mut CertificateParams, now: DateTime<Utc>, days: i64) -> Result<(), TlsError> {
+    params.not_before = offset_time(now - Duration::seconds(TLS_CERT_BACKDATE_SECONDS))?;
+    params.not_after = offset_time(now + Duration::days(days))?;
+    Ok(())
+}
+
+/// The CA's parameters at `now`.
+fn ca_params(now: DateTime<Utc>) -> Result<CertificateParams, TlsError> {
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, "kaigo-field central CA");
     dn.push(DnType::OrganizationName, "kaigo-field");
     params.distinguished_name = dn;
+    // A CA certificate always gets a Subject Key Identifier from rcgen (SHA-256 of the key).
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    set_validity(&mut params, now, TLS_CA_CERT_DAYS)?;
     Ok(params)
 }
 
-/// Writes a new CA certificate and key (0600) for the central.
-pub fn generate_ca(cert_path: &Path, key_path: &Path) -> Result<(), TlsError> {
+/// A node's serving certificate at `now`: a TLS server for staff's phones and a TLS client of the
+/// central (mutual TLS), valid for `TLS_NODE_CERT_DAYS`.
+fn node_params(node_id: &str, now: DateTime<Utc>) -> Result<CertificateParams, TlsError> {
+    let mut params = CertificateParams::new(node_names(node_id))?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, format!("kaigo-field node {node_id}"));
+    params.distinguished_name = dn;
+    // ExplicitNoCa, not NoCa: only then does rcgen write the leaf's Subject Key Identifier (with
+    // basicConstraints cA=false).
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+    // The issuer's Subject Key Identifier, which strict verifiers use to find the issuer.
+    params.use_authority_key_identifier_extension = true;
+    set_validity(&mut params, now, TLS_NODE_CERT_DAYS)?;
+    Ok(params)
+}
+
+/// Writes a new CA certificate and key for the central, both 0600 (the certificate is public,
+/// but nothing in the central's directory is readable by others).
+pub fn generate_ca(cert_path: &Path, key_path: &Path, now: DateTime<Utc>) -> Result<(), TlsError> {
     let key = KeyPair::generate()?;
-    let cert = ca_params()?.self_signed(&key)?;
+    let cert = ca_params(now)?.self_signed(&key)?;
     write_secret_file(key_path, key.serialize_pem().as_bytes())?;
-    write_file_atomic(cert_path, cert.pem().as_bytes(), 0o644)?;
+    write_secret_file(cert_path, cert.pem().as_bytes())?;
     Ok(())
 }
 
@@ -66,8 +116,9 @@ pub struct ServerIdentity {
     pub fingerprint: String,
 }
 
-/// Loads `tls/cert.pem` and `tls/key.pem`, generating a self-signed pair first if missing.
-pub fn ensure_server_identity(dir: &Path, node_id: &str) -> Result<ServerIdentity, TlsError> {
+/// Loads `tls/cert.pem` and `tls/key.pem`, generating a self-signed pair (valid from `now`, both
+/// 0600) first if missing.
+pub fn ensure_server_identity(dir: &Path, node_id: &str, now: DateTime<Utc>) -> Result<ServerIdentity, TlsError> {
     let cert_path = dir.join("cert.pem");
     let key_path = dir.join("key.pem");
     if !cert_path.exists() || !key_path.exists() {
@@ -77,13 +128,10 @@ pub fn ensure_server_identity(dir: &Path, node_id: &str) -> Result<ServerIdentit
             .create(dir)
             .map_err(|cause| TlsError::Io { path: dir.display().to_string(), cause })?;
         let key = KeyPair::generate()?;
-        let mut params = CertificateParams::new(node_names(node_id))?;
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, format!("kaigo-field node {node_id}"));
-        params.distinguished_name = dn;
-        let cert = params.self_signed(&key)?;
+        // Self-signed: its Authority Key Identifier is its own Subject Key Identifier.
+        let cert = node_params(node_id, now)?.self_signed(&key)?;
         write_secret_file(&key_path, key.serialize_pem().as_bytes())?;
-        write_file_atomic(&cert_path, cert.pem().as_bytes(), 0o644)?;
+        write_secret_file(&cert_path, cert.pem().as_bytes())?;
     }
     let read_err = |path: &Path| {
         let path = path.display().to_string();
@@ -115,21 +163,37 @@ pub fn server_config(identity: ServerIdentity) -> Result<Arc<ServerConfig>, TlsE
     Ok(Arc::new(config))
 }
 
-/// Issues a node's TLS certificate from the central's CA: (certificate PEM, private key PEM).
-pub fn issue_node_cert(ca_cert: &Path, ca_key: &Path, node_id: &str) -> Result<(String, String), TlsError> {
+/// Issues a node's TLS certificate from the central's CA at `now`: (certificate PEM, private key
+/// PEM). The certificate never outlives the CA.
+pub fn issue_node_cert(
+    ca_cert: &Path,
+    ca_key: &Path,
+    node_id: &str,
+    now: DateTime<Utc>,
+) -> Result<(String, String), TlsError> {
     let read = |p: &Path| fs::read_to_string(p).map_err(|cause| TlsError::Io { path: p.display().to_string(), cause });
-    let ca_key = KeyPair::from_pem(&read(ca_key)?)?;
-    // The CA certificate is only read to check it is there; the issuer is rebuilt from its
-    // fixed parameters and key.
-    read(ca_cert)?;
-    let issuer = rcgen::Issuer::new(ca_params()?, ca_key);
+    let ca_pem = read(ca_cert)?;
+    // The issuer is read from the CA certificate itself (its subject and Subject Key
+    // Identifier), so the node certificate's issuer and Authority Key Identifier match it
+    // byte for byte, whichever version of this program made the CA.
+    let issuer = Issuer::from_ca_cert_pem(&ca_pem, KeyPair::from_pem(&read(ca_key)?)?)?;
+    let ca_not_after =
+        ca_not_after(&ca_pem).map_err(|why| TlsError::Read { path: ca_cert.display().to_string(), why })?;
+    let mut params = node_params(node_id, now)?;
+    if ca_not_after <= offset_time(now)? {
+        return Err(TlsError::CaExpired(ca_not_after.date().to_string()));
+    }
+    params.not_after = params.not_after.min(ca_not_after);
     let key = KeyPair::generate()?;
-    let mut params = CertificateParams::new(node_names(node_id))?;
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, format!("kaigo-field node {node_id}"));
-    params.distinguished_name = dn;
     let cert = params.signed_by(&key, &issuer)?;
     Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// The end of a PEM certificate's validity.
+fn ca_not_after(pem: &str) -> Result<OffsetDateTime, String> {
+    let der = CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|e| e.to_string())?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).map_err(|e| e.to_string())?;
+    Ok(cert.validity().not_after.to_datetime())
 }
 
 /// The names a node's certificate is valid for: loopback for the node's own machine and the

@@ -29,7 +29,7 @@ fn template() -> &'static Path {
         let root = tmp.path();
         let clock = ManualClock::new(start());
         let central_dir = CentralDir::new(root.join("central"));
-        central::init(&central_dir).unwrap();
+        central::init(&central_dir, &clock).unwrap();
         synth_command(&SynthArgs {
             municipalities: "172049,172057".into(),
             persons: 20,
@@ -43,7 +43,8 @@ fn template() -> &'static Path {
         .unwrap();
         let options = SnapshotOptions { encoding: None, skip_invalid: false, synthetic: false, quiet: true };
         central::build_snapshot(&central_dir, &root.join("p.csv"), &root.join("r.kfsnap"), &options, &clock).unwrap();
-        central::enroll_node(&central_dir, "n1", &Region::parse("17").unwrap(), &root.join("n1.bundle")).unwrap();
+        central::enroll_node(&central_dir, "n1", &Region::parse("17").unwrap(), &root.join("n1.bundle"), &clock)
+            .unwrap();
         let node_dir = NodeDir::new(root.join("node"));
         node::init(&node_dir, &root.join("n1.bundle"), None).unwrap();
         Node::open(&node_dir).unwrap().import(&root.join("r.kfsnap"), &clock, true).unwrap();

@@ -100,3 +100,49 @@ async fn an_enrolled_operator_finds_a_person_and_every_search_is_audited() {
     assert!(person.contains("staff-2") && person.contains("search"), "{person}");
     assert!(ok(&["audit", "verify", "--dir", "n"], f.dir()).contains("正常"));
 }
+
+/// Finding 9.3: the auth scheme is case-insensitive (RFC 9110 §11.1) and may be followed by more
+/// than one space (§11.4: `1*SP`); only the token itself is compared exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bearer_scheme_is_matched_without_regard_to_case_or_extra_spaces() {
+    let f = Fixture::new(60);
+    f.authorized_node();
+    let out = ok(
+        &["staff", "add", "--dir", "n", "--name", "能登 花子", "--facility", "1772090005", "--role", "support"],
+        f.dir(),
+    );
+    let token = token_of(&out);
+    let mut server = Spawned::start(&["serve", "--dir", "n", "--listen", "127.0.0.1:0"], f.dir(), &[]);
+    let url = server.url();
+    let http = common::https_client(&f.path("n/tls/ca.pem"));
+    let api = format!("{url}api/v1/search");
+    let rows = csv_rows(&f.path("persons.csv"));
+    let r = &rows[3];
+    let query = json!({ "name": format!("{} {}", r["family_name"], r["given_name"]), "birth_date": r["birth_date"] });
+
+    for header in [
+        format!("Bearer {token}"),
+        format!("bearer {token}"),
+        format!("BEARER {token}"),
+        format!("bEaReR {token}"),
+        format!("Bearer   {token}"),
+    ] {
+        let response = http.post(&api).header("authorization", &header).json(&query).send().await.unwrap();
+        assert_eq!(response.status(), 200, "refused: {header:?}");
+    }
+    // Still refused: another scheme, a token with a changed case (tokens are compared exactly),
+    // no space between scheme and token, no token.
+    let upper_token = token.to_uppercase();
+    for header in [
+        format!("Basic {token}"),
+        format!("Bearer {upper_token}"),
+        format!("Bearer{token}"),
+        "Bearer ".to_owned(),
+        "Bearer".to_owned(),
+    ] {
+        let response = http.post(&api).header("authorization", &header).json(&query).send().await.unwrap();
+        assert_eq!(response.status(), 401, "accepted: {header:?}");
+    }
+    let (status, _) = server.terminate();
+    assert!(status.success());
+}

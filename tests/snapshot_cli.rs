@@ -273,3 +273,45 @@ fn bad_rows_are_reported_by_line_and_column_and_refuse_the_file_unless_skipped()
     assert!(out.contains("有効 1、誤りのある行 4"), "{out}");
     assert!(out.contains("人数: 1"), "{out}");
 }
+
+/// Finding 9.4: a UTF-8 file with one bad byte was read as Shift_JIS, so every row failed with
+/// garbled messages. It is read as UTF-8 and the one bad byte is reported by line and column,
+/// with how to fix it.
+#[test]
+fn a_utf8_csv_with_one_bad_byte_is_read_as_utf8_and_the_byte_is_reported_by_line() {
+    let f = Fixture::new(60);
+    let text = fs::read_to_string(f.path("persons.csv")).unwrap();
+    let rows = csv_rows(&f.path("persons.csv"));
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    assert_eq!(lines.len(), rows.len() + 1, "one physical line per row");
+    // Line 21 is the 20th person: one stray byte after the first character of the family name.
+    let target = 20;
+    let family = &rows[target - 1]["family_name"];
+    let line = lines[target];
+    let at = line.find(&format!(",{family},")).expect("the family name in its row") + 1;
+    let first = family.chars().next().unwrap().len_utf8();
+    let mut bytes = Vec::new();
+    for (i, l) in lines.iter().enumerate() {
+        if i == target {
+            bytes.extend_from_slice(&l.as_bytes()[..at + first]);
+            bytes.push(0xFF);
+            bytes.extend_from_slice(&l.as_bytes()[at + first..]);
+        } else {
+            bytes.extend_from_slice(l.as_bytes());
+        }
+    }
+    fs::write(f.path("one-bad-byte.csv"), &bytes).unwrap();
+
+    let err = fails(
+        &["central", "snapshot", "--dir", "central", "--input", "one-bad-byte.csv", "--out", "x.kfsnap", "--quiet"],
+        f.dir(),
+    );
+    assert!(err.contains("文字コード: UTF-8"), "detected as UTF-8: {err}");
+    assert!(err.contains("誤りのある行 1"), "only the row with the bad byte is refused: {err}");
+    let problem = err.lines().find(|l| l.starts_with("誤り:")).expect("the problem is printed");
+    assert!(problem.contains("21行目") && problem.contains("family_name"), "names line and column: {problem}");
+    assert!(problem.contains("UTF-8") && problem.contains("保存"), "says how to fix it: {problem}");
+    assert!(!err.contains('\u{FFFD}'), "no replacement characters: {err}");
+    // The rest of the output is readable Japanese, not Shift_JIS mojibake of UTF-8 (縺, 繧 …).
+    assert!(!err.contains('縺') && !err.contains('繧'), "mojibake: {err}");
+}
