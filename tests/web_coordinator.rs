@@ -29,7 +29,14 @@ async fn the_first_coordinator_signs_in_without_an_authorization_and_imports_one
     // With no terminal and none given, one is generated and printed once.
     let out =
         common::ok(&["node", "init", "--dir", "n", "--bundle", "n.bundle", "--coordinator", "輪島 調整"], f.dir());
-    assert!(out.contains("最初のコーディネーター: 職員ID staff-1（輪島 調整）"), "{out}");
+    let coordinator = out
+        .split("最初のコーディネーター: 職員ID ")
+        .nth(1)
+        .and_then(|rest| rest.split('（').next())
+        .expect("the first coordinator's id printed")
+        .to_owned();
+    assert!(out.contains(&format!("職員ID {coordinator}（輪島 調整）")), "{out}");
+    assert!(kaigo_field::staff::is_staff_id(&coordinator) && !coordinator.starts_with("staff-"), "{coordinator}");
     let passphrase =
         out.lines().find_map(|l| l.split("控えてください）: ").nth(1)).expect("printed once").trim().to_owned();
     common::ok(&["snapshot", "import", "--dir", "n", "region.kfsnap", "--quiet"], f.dir());
@@ -40,7 +47,7 @@ async fn the_first_coordinator_signs_in_without_an_authorization_and_imports_one
     let page = c.get(format!("{url}login")).send().await.unwrap().text().await.unwrap();
     let r = c
         .post(format!("{url}login"))
-        .form(&[("csrf", csrf_of(&page).as_str()), ("staff_id", "staff-1"), ("secret", passphrase.as_str())])
+        .form(&[("csrf", csrf_of(&page).as_str()), ("staff_id", coordinator.as_str()), ("secret", passphrase.as_str())])
         .send()
         .await
         .unwrap();
@@ -106,7 +113,7 @@ async fn the_first_coordinator_signs_in_without_an_authorization_and_imports_one
     assert!(record.contains("その他：家族からの安否確認"));
     assert!(!record.contains("ADL"), "a coordinator sees only card, certification and care manager");
     let log = c.get(format!("{url}manage/audit")).send().await.unwrap().text().await.unwrap();
-    assert!(log.contains("authorization_import") && log.contains("staff-1"), "{log}");
+    assert!(log.contains("authorization_import") && log.contains(&coordinator), "{log}");
     let history = c.get(format!("{url}manage/audit?person={person}")).send().await.unwrap().text().await.unwrap();
     assert!(history.contains("一人の閲覧履歴") && history.contains("その他：家族からの安否確認"), "{history}");
     assert!(history.contains(">view<") && history.contains(">search<"), "{history}");
@@ -128,7 +135,7 @@ async fn the_first_coordinator_signs_in_without_an_authorization_and_imports_one
         .lines()
         .filter(|l| l.starts_with('{'))
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|e| e["operator"] == "staff-1")
+        .filter(|e| e["operator"] == coordinator.as_str())
         .collect();
     for action in ["login", "authorization_import", "authorization_refused", "authorization_close", "search", "view"] {
         assert!(by_coordinator.iter().any(|e| e["action"] == action), "{action} is not in the log");
