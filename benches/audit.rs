@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use kaigo_field::audit::{Action, AuditLog, ChainWriter, CommitMode, NewEntry, Outcome};
 use kaigo_field::clock;
-use kaigo_field::keys::NodeSecretKey;
+use kaigo_field::keys::{AuditSealKey, NodeSecretKey, SealState};
 use kaigo_field::model::PersonId;
 use kaigo_field::store::Store;
 
@@ -26,7 +26,9 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 fn run(mode: CommitMode, ops: usize, concurrency: usize, dir: &std::path::Path) -> (f64, Duration, Duration) {
     let store = Store::open(&dir.join(format!("{mode:?}.db"))).expect("store");
-    let writer = ChainWriter::new("bench", Arc::new(NodeSecretKey::generate()), clock::system());
+    let seal = dir.join(format!("{mode:?}.seal"));
+    SealState::genesis(AuditSealKey::generate(), clock::system().now()).save(&seal).expect("seal state");
+    let writer = ChainWriter::new("bench", Arc::new(NodeSecretKey::generate()), seal, clock::system());
     let log = Arc::new(AuditLog::start(store, writer, mode));
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let started = Instant::now();

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use std::sync::Arc;
 
 use kaigo_field::audit::{Action, AuditLog, ChainWriter, CommitMode, NewEntry, Outcome};
-use kaigo_field::keys::{CentralSigningKey, DataKey, NodeSecretKey};
+use kaigo_field::keys::{AuditSealKey, CentralSigningKey, DataKey, NodeSecretKey, SealState};
 use kaigo_field::model::{MunicipalityCode, PersonRecord};
 use kaigo_field::search::dates::{DateHow, parse_birth_date};
 use kaigo_field::search::matcher::{Index, Query, Verdict};
@@ -241,9 +241,11 @@ fn main() {
     // entry (a commit each, as a lone request gets), as the API handler does.
     let base = std::env::var_os("KF_BENCH_DIR").map(std::path::PathBuf::from).unwrap_or_else(std::env::temp_dir);
     let tmp = tempfile::tempdir_in(base).expect("temporary directory");
+    let seal = tmp.path().join("audit-seal.key");
+    SealState::genesis(AuditSealKey::generate(), kaigo_field::clock::system().now()).save(&seal).expect("seal state");
     let audit = AuditLog::start(
         Store::open(&tmp.path().join("node.db")).expect("store"),
-        ChainWriter::new("bench", Arc::new(NodeSecretKey::generate()), kaigo_field::clock::system()),
+        ChainWriter::new("bench", Arc::new(NodeSecretKey::generate()), seal, kaigo_field::clock::system()),
         CommitMode::Group,
     );
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");

@@ -2,13 +2,19 @@
 //! database and made durable before the response it records is sent.
 //!
 //! Each entry's hash covers the previous entry's hash and the entry's canonical encoding
-//! (postcard of `Body`). Every commit also writes a checkpoint (sequence, head hash, time) signed
-//! with the node's Ed25519 key, so every durable entry is covered by a signature. `AuditLog` is
+//! (postcard of `Body`). Every commit also writes a checkpoint (sequence, head hash, time, seal
+//! epoch) signed with the node's Ed25519 key and sealed with the epoch's forward-secure seal key
+//! (`keys::SealState`), so every durable entry is covered by both. The seal key evolves one way
+//! and the old one is erased; the central holds epoch 0's key, so only it can check the seals,
+//! and a thief who copies the node cannot reseal what an earlier epoch sealed (docs/audit.md).
+//! `AuditLog` is
 //! the writer: a dedicated thread that takes entries from a bounded queue and commits all that
 //! are waiting in one transaction (group commit), then answers each caller with a `Receipt`.
 //! `Audited` is the only way for an HTTP handler to send personal data, and it needs a
-//! `Receipt`. `verify` is pure: rows and checkpoints in, the first fault out.
+//! `Receipt`. `verify` (what the node can check alone) and `verify_sealed` (what the central
+//! checks) are pure: rows and checkpoints in, the first fault out.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
@@ -21,13 +27,17 @@ use sha2::{Digest, Sha256};
 
 use crate::authz::Role;
 use crate::clock::SharedClock;
-use crate::keys::{NodePublicKey, NodeSecretKey};
-use crate::limits::{AUDIT_BATCH_ENTRIES_MAX, AUDIT_QUEUE_ENTRIES_MAX};
+use crate::keys::{AuditSealKey, KeyError, NodePublicKey, NodeSecretKey, SealKeyChain, SealState};
+use crate::limits::{AUDIT_BATCH_ENTRIES_MAX, AUDIT_QUEUE_ENTRIES_MAX, AUDIT_SEAL_EPOCH_SECONDS};
 use crate::model::PersonId;
 use crate::store::{Store, StoreError};
 
 const ENTRY_DOMAIN: &[u8] = b"kaigo-field/audit/v1\0";
-const CHECKPOINT_DOMAIN: &[u8] = b"kaigo-field/audit-checkpoint/v1\0";
+/// v2: the message covers the seal epoch too.
+const CHECKPOINT_DOMAIN: &[u8] = b"kaigo-field/audit-checkpoint/v2\0";
+/// Put before the checkpoint message when it is sealed, so a seal is never a valid anything else.
+const CHECKPOINT_SEAL_DOMAIN: &[u8] = b"kaigo-field/audit-seal/checkpoint/v1\0";
+const HEAD_SEAL_DOMAIN: &[u8] = b"kaigo-field/audit-seal/head/v1\0";
 pub const GENESIS: [u8; 32] = [0; 32];
 
 /// What was done.
@@ -192,19 +202,96 @@ impl Entry {
     }
 }
 
-/// A signed statement by the node: "the log had `seq` entries, ending in `head_hash`, at
-/// `wall_time`".
+/// A signed and sealed statement by the node: "the log had `seq` entries, ending in
+/// `head_hash`, at `wall_time`, in seal epoch `seal.epoch`".
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
     pub seq: u64,
     pub head_hash: String,
     pub wall_time: String,
     pub signature: String,
+    /// `None` only for a checkpoint written before sealing existed (a fault everywhere now).
+    pub seal: Option<CheckpointSeal>,
 }
 
-fn checkpoint_message(node_id: &str, seq: u64, head_hash: &str, wall_time: &str) -> Vec<u8> {
-    [CHECKPOINT_DOMAIN, node_id.as_bytes(), b"\0", &seq.to_le_bytes(), head_hash.as_bytes(), wall_time.as_bytes()]
-        .concat()
+/// A checkpoint's forward-secure seal: the epoch and HMAC-SHA256 under that epoch's key, hex.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointSeal {
+    pub epoch: u64,
+    pub mac: String,
+}
+
+fn checkpoint_message(node_id: &str, seq: u64, head_hash: &str, wall_time: &str, epoch: u64) -> Vec<u8> {
+    [
+        CHECKPOINT_DOMAIN,
+        node_id.as_bytes(),
+        b"\0",
+        &seq.to_le_bytes(),
+        head_hash.as_bytes(),
+        wall_time.as_bytes(),
+        b"\0",
+        &epoch.to_le_bytes(),
+    ]
+    .concat()
+}
+
+fn seal_message(node_id: &str, seq: u64, head_hash: &str, wall_time: &str, epoch: u64) -> Vec<u8> {
+    [CHECKPOINT_SEAL_DOMAIN, &checkpoint_message(node_id, seq, head_hash, wall_time, epoch)].concat()
+}
+
+/// Signs and seals a checkpoint. What the writer does; and, with keys copied from a node, all
+/// that a thief can do (the tests use it so).
+pub fn make_checkpoint(
+    node_id: &str,
+    seq: u64,
+    head_hash: String,
+    wall_time: String,
+    secret: &NodeSecretKey,
+    epoch: u64,
+    seal_key: &AuditSealKey,
+) -> Checkpoint {
+    let signature = hex::encode(secret.sign(&checkpoint_message(node_id, seq, &head_hash, &wall_time, epoch)));
+    let mac = hex::encode(seal_key.seal(&seal_message(node_id, seq, &head_hash, &wall_time, epoch)));
+    Checkpoint { seq, head_hash, wall_time, signature, seal: Some(CheckpointSeal { epoch, mac }) }
+}
+
+/// A fresh statement of the log's head, sealed with the node's current seal key: sent with the
+/// log when the link returns, so the central can tell a log whose newest part was cut off
+/// (`verify_sealed`). Made by `Node::head_seal`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeadSeal {
+    pub epoch: u64,
+    pub seq: u64,
+    pub head_hash: String,
+    pub wall_time: String,
+    pub mac: String,
+}
+
+fn head_message(node_id: &str, epoch: u64, seq: u64, head_hash: &str, wall_time: &str) -> Vec<u8> {
+    [
+        HEAD_SEAL_DOMAIN,
+        node_id.as_bytes(),
+        b"\0",
+        &epoch.to_le_bytes(),
+        &seq.to_le_bytes(),
+        head_hash.as_bytes(),
+        wall_time.as_bytes(),
+    ]
+    .concat()
+}
+
+impl HeadSeal {
+    pub fn make(
+        node_id: &str,
+        epoch: u64,
+        seq: u64,
+        head_hash: String,
+        wall_time: String,
+        key: &AuditSealKey,
+    ) -> HeadSeal {
+        let mac = hex::encode(key.seal(&head_message(node_id, epoch, seq, &head_hash, &wall_time)));
+        HeadSeal { epoch, seq, head_hash, wall_time, mac }
+    }
 }
 
 /// The first thing wrong with a log.
@@ -221,16 +308,40 @@ pub struct VerifyReport {
     pub entries: u64,
     pub checkpoints: u64,
     pub head_hash: String,
+    /// The seal epoch of the last checkpoint.
+    pub epoch: u64,
 }
 
-/// Checks the chain and every checkpoint; entries must be in `seq` order as stored, from 1.
-/// Pure: the caller loads rows and supplies the node's public key.
+/// Checks what the node can check alone: the log is not empty and starts with the node's
+/// `node_init` entry, the chain, every checkpoint's Ed25519 signature, and the epoch rule
+/// (sealed, starting at 0, never falling, never skipping). Entries must be in `seq` order as
+/// stored, from 1. Pure: the caller loads rows and supplies the node's public key.
+///
+/// It cannot see a cut-off tail taken together with its checkpoints, nor a rewrite by someone
+/// holding the node's keys: `verify_sealed`, at the central, can.
 pub fn verify(
     entries: &[Entry],
     checkpoints: &[Checkpoint],
     node_id: &str,
     key: &NodePublicKey,
 ) -> Result<VerifyReport, Fault> {
+    let Some(first) = entries.first() else {
+        return Err(Fault {
+            seq: 1,
+            what: "記録が1件もありません（消去）。ノードの監査ログは必ず初期設定（node_init）の記録から始まります: \
+                   ログが消されたか、ノードのディレクトリが完全ではありません。中央に連絡してください"
+                .into(),
+        });
+    };
+    if first.seq == 1 && first.action != Action::NodeInit.name() {
+        return Err(Fault {
+            seq: 1,
+            what: format!(
+                "最初の記録が初期設定（node_init）ではなく {} です（先頭の削除・消去後の書き直し）",
+                first.action
+            ),
+        });
+    }
     let mut prev = hex::encode(GENESIS);
     for (i, e) in entries.iter().enumerate() {
         let expected_seq = i as u64 + 1;
@@ -254,14 +365,43 @@ pub fn verify(
         prev = e.hash.clone();
     }
     let mut last_checkpoint = 0;
+    let mut last_epoch: Option<u64> = None;
     for c in checkpoints {
         if c.seq < last_checkpoint {
             return Err(Fault { seq: c.seq, what: "チェックポイントの順序が不正です".into() });
         }
         last_checkpoint = c.seq;
+        let Some(seal) = &c.seal else {
+            return Err(Fault {
+                seq: c.seq,
+                what: "チェックポイントに封印がありません（封印のない古い版のログか、封印を消した書き換え）".into(),
+            });
+        };
+        // The epoch rule: a legitimate writer starts at 0 and moves the key one step at a time,
+        // always before the checkpoint that first uses it.
+        let allowed = match last_epoch {
+            None => seal.epoch == 0,
+            Some(e) => seal.epoch == e || seal.epoch == e + 1,
+        };
+        if !allowed {
+            return Err(Fault {
+                seq: c.seq,
+                what: match last_epoch {
+                    None => format!(
+                        "最初のチェックポイントの封印の期が 0 ではなく {} です（消去後の書き直し・先頭の削除）",
+                        seal.epoch
+                    ),
+                    Some(e) => format!(
+                        "封印の期が {e} から {} になっています（封印後の書き換え・削除・切り詰めの跡）",
+                        seal.epoch
+                    ),
+                },
+            });
+        }
+        last_epoch = Some(seal.epoch);
         let signature: Option<[u8; 64]> = hex::decode(&c.signature).ok().and_then(|s| s.try_into().ok());
-        let signed = signature
-            .is_some_and(|sig| key.verify(&checkpoint_message(node_id, c.seq, &c.head_hash, &c.wall_time), &sig));
+        let message = checkpoint_message(node_id, c.seq, &c.head_hash, &c.wall_time, seal.epoch);
+        let signed = signature.is_some_and(|sig| key.verify(&message, &sig));
         if !signed {
             return Err(Fault {
                 seq: c.seq, what: "チェックポイントの署名が正しくありません".into()
@@ -294,7 +434,91 @@ pub fn verify(
             });
         }
     }
-    Ok(VerifyReport { entries: entries.len() as u64, checkpoints: checkpoints.len() as u64, head_hash: prev })
+    Ok(VerifyReport {
+        entries: entries.len() as u64,
+        checkpoints: checkpoints.len() as u64,
+        head_hash: prev,
+        epoch: last_epoch.unwrap_or(0),
+    })
+}
+
+/// What the central checks when a node's log comes back: everything `verify` checks, every
+/// checkpoint's seal with the key of its epoch derived from `seal_key0` (the key the central made
+/// at enrolment and kept), and, given the node's head seal, that the log reaches the head the
+/// node sealed last. Pure.
+///
+/// A thief with a copy of the node and every key on it holds only the current epoch's seal key:
+/// resealing an older checkpoint under it breaks its seal, relabelling it with the current epoch
+/// breaks the epoch rule, and dropping the newest checkpoints leaves the log behind the head seal.
+pub fn verify_sealed(
+    entries: &[Entry],
+    checkpoints: &[Checkpoint],
+    node_id: &str,
+    key: &NodePublicKey,
+    seal_key0: &AuditSealKey,
+    head: Option<&HeadSeal>,
+) -> Result<VerifyReport, Fault> {
+    let report = verify(entries, checkpoints, node_id, key)?;
+    let mut keys = SealKeyChain::new(seal_key0);
+    for c in checkpoints {
+        let seal = c.seal.as_ref().expect("verify refuses an unsealed checkpoint");
+        // `verify` has checked the epoch rule, so the epochs only rise, one step at a time.
+        let sealed = keys.at(seal.epoch).is_some_and(|k| {
+            hex::decode(&seal.mac)
+                .is_ok_and(|mac| k.check(&seal_message(node_id, c.seq, &c.head_hash, &c.wall_time, seal.epoch), &mac))
+        });
+        if !sealed {
+            return Err(Fault {
+                seq: c.seq,
+                what: format!(
+                    "チェックポイントの封印（期 {}）が中央の鍵と合いません: ノードの鍵を持つ者による書き換え・削除の跡です",
+                    seal.epoch
+                ),
+            });
+        }
+    }
+    let Some(h) = head else { return Ok(report) };
+    let next = report.entries + 1;
+    if h.epoch > report.epoch + 1 {
+        return Err(Fault {
+            seq: next,
+            what: format!(
+                "ノードの封印は期 {} まで進んでいるのに、ログの最後のチェックポイントは期 {} です（末尾の切り詰め）",
+                h.epoch, report.epoch
+            ),
+        });
+    }
+    let sealed = (h.epoch >= report.epoch).then(|| keys.at(h.epoch)).flatten().is_some_and(|k| {
+        hex::decode(&h.mac)
+            .is_ok_and(|mac| k.check(&head_message(node_id, h.epoch, h.seq, &h.head_hash, &h.wall_time), &mac))
+    });
+    if !sealed {
+        return Err(Fault {
+            seq: next,
+            what: format!("先頭の封印（期 {}）が中央の鍵と合いません（偽造、または期の古い封印）", h.epoch),
+        });
+    }
+    if h.seq > report.entries {
+        return Err(Fault {
+            seq: next,
+            what: format!(
+                "ノードは {} 番まで記録したと封印しているのに、ログは {} 番までしかありません（末尾の切り詰め）",
+                h.seq, report.entries
+            ),
+        });
+    }
+    if h.seq < report.entries {
+        return Err(Fault {
+            seq: h.seq + 1,
+            what: format!("先頭の封印（{} 番まで）より後に記録があります（封印の後の追記・差し替え）", h.seq),
+        });
+    }
+    if h.head_hash != report.head_hash {
+        return Err(Fault {
+            seq: h.seq, what: "最新の記録のハッシュが先頭の封印と一致しません（書き換え）".into()
+        });
+    }
+    Ok(report)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -307,6 +531,16 @@ pub enum AuditError {
     Stopped,
     #[error("監査ログの待ち行列があふれています")]
     Overloaded,
+    #[error(
+        "監査ログの封印状態を読み書きできません（{0}）。ノードのディレクトリが完全ではありません: 中央に連絡し、ノードを設定し直してください"
+    )]
+    Seal(#[from] KeyError),
+    #[error(
+        "監査ログの封印の期（{state}）が、ログの最後のチェックポイント（{log}）より2つ以上先です: ログの末尾が消されています。中央に連絡してください"
+    )]
+    SealAhead { state: u64, log: String },
+    #[error("監査ログに封印のないチェックポイントがあります（古い版のログ）: ノードを設定し直してください")]
+    Unsealed,
 }
 
 /// Proof that an entry is durable on disk.
@@ -348,27 +582,83 @@ pub enum CommitMode {
     PerEntry,
 }
 
-/// Writes entries to the chain: one transaction with the entries and a signed checkpoint. The
-/// one function through which entries reach the store.
+/// Writes entries to the chain: one transaction with the entries and a signed, sealed
+/// checkpoint. The one function through which entries reach the store.
 pub struct ChainWriter {
     node_id: String,
     secret: Arc<NodeSecretKey>,
+    /// The node's seal state file (`NodeDir::audit_seal`): read again for every commit, never
+    /// kept in memory between commits, so two writers see each other's evolutions.
+    seal_path: PathBuf,
     clock: SharedClock,
     boot_id: String,
     started: Instant,
 }
 
 impl ChainWriter {
-    pub fn new(node_id: &str, secret: Arc<NodeSecretKey>, clock: SharedClock) -> ChainWriter {
+    pub fn new(
+        node_id: &str,
+        secret: Arc<NodeSecretKey>,
+        seal_path: impl Into<PathBuf>,
+        clock: SharedClock,
+    ) -> ChainWriter {
         let mut b = [0u8; 8];
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut b);
-        ChainWriter { node_id: node_id.to_owned(), secret, clock, boot_id: hex::encode(b), started: Instant::now() }
+        ChainWriter {
+            node_id: node_id.to_owned(),
+            secret,
+            seal_path: seal_path.into(),
+            clock,
+            boot_id: hex::encode(b),
+            started: Instant::now(),
+        }
     }
 
-    /// Appends `batch` durably; returns the receipts in order. On error nothing was written.
+    /// The seal state the next checkpoint uses, after `last` (the last checkpoint's epoch, if
+    /// any). Evolves the key one step when the epoch is used and older than
+    /// `AUDIT_SEAL_EPOCH_SECONDS`, and saves the evolved state (atomically, flushed) before it
+    /// returns, so the old key is off the disk before the commit that first uses the new one: a
+    /// crash leaves at worst an epoch without a checkpoint, which the next write uses.
+    fn seal_state(&self, last: Option<u64>, now: DateTime<Utc>) -> Result<SealState, AuditError> {
+        let mut state = SealState::load(&self.seal_path)?;
+        let target = match last {
+            // A new log: the node's init entry, sealed with the central's key of epoch 0.
+            None if state.epoch == 0 => 0,
+            Some(last) if state.epoch == last + 1 => state.epoch,
+            // Behind the log happens only when another writer's older state was written over a
+            // newer one; walking forward is always safe (anyone with a key can).
+            Some(last) if state.epoch <= last => {
+                let due = now >= state.started + chrono::Duration::seconds(AUDIT_SEAL_EPOCH_SECONDS);
+                if due { last + 1 } else { last }
+            }
+            _ => {
+                return Err(AuditError::SealAhead {
+                    state: state.epoch,
+                    log: last.map_or_else(|| "なし".to_owned(), |l| l.to_string()),
+                });
+            }
+        };
+        if target > state.epoch {
+            while state.epoch < target {
+                state.evolve(now);
+            }
+            state.save(&self.seal_path)?;
+        }
+        Ok(state)
+    }
+
+    /// Appends `batch` durably; returns the receipts in order. On error no entry was written
+    /// (the seal key may have moved on by one epoch, which is harmless).
     pub fn append(&self, store: &mut Store, batch: &[NewEntry]) -> Result<Vec<Receipt>, AuditError> {
+        // The head first, then the seal state: a state read after the head is never older than
+        // the checkpoint at that head, whoever wrote it.
         let (mut seq, mut prev) = store.audit_head()?.unwrap_or((0, hex::encode(GENESIS)));
+        let last_epoch = match store.audit_last_checkpoint()? {
+            Some(c) => Some(c.seal.ok_or(AuditError::Unsealed)?.epoch),
+            None => None,
+        };
         let now: DateTime<Utc> = self.clock.now() + chrono::Duration::seconds(store.trusted_time()?.offset_seconds);
+        let seal = self.seal_state(last_epoch, now)?;
         let wall_time = now.to_rfc3339_opts(SecondsFormat::Millis, true);
         let mono_ms = self.started.elapsed().as_millis() as u64;
         let mut entries = Vec::with_capacity(batch.len());
@@ -397,8 +687,7 @@ impl ChainWriter {
             prev = e.hash.clone();
             entries.push(e);
         }
-        let signature = self.secret.sign(&checkpoint_message(&self.node_id, seq, &prev, &wall_time));
-        let checkpoint = Checkpoint { seq, head_hash: prev, wall_time, signature: hex::encode(signature) };
+        let checkpoint = make_checkpoint(&self.node_id, seq, prev, wall_time, &self.secret, seal.epoch, seal.key());
         store.append_audit(&entries, &checkpoint)?;
         Ok(entries.iter().map(|e| Receipt { seq: e.seq }).collect())
     }
@@ -514,4 +803,242 @@ pub fn fhir_audit_event(e: &Entry, node_id: &str) -> serde_json::Value {
             { "url": "prevHash", "valueString": e.prev_hash },
         ],
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NODE: &str = "n1";
+
+    /// A log as the writer makes it, in memory: two entries per checkpoint, the node's init first.
+    struct Log {
+        entries: Vec<Entry>,
+        checkpoints: Vec<Checkpoint>,
+        secret: NodeSecretKey,
+        key0: AuditSealKey,
+    }
+
+    fn entry(seq: u64, prev: &str) -> Entry {
+        let action = if seq == 1 { Action::NodeInit } else { Action::View };
+        let mut e = Entry {
+            seq,
+            wall_time: "2024-01-01T00:00:00.000Z".into(),
+            mono_ms: seq,
+            boot_id: "b".into(),
+            operator: format!("staff-{}", seq % 3),
+            facility: None,
+            role: None,
+            action: action.name(),
+            subjects: Vec::new(),
+            query_hash: None,
+            purpose: None,
+            outcome: "ok".into(),
+            detail: "record".into(),
+            prev_hash: prev.to_owned(),
+            hash: String::new(),
+        };
+        e.hash = e.compute_hash();
+        e
+    }
+
+    fn key_at(key0: &AuditSealKey, epoch: u64) -> SealKeyChain {
+        let mut chain = SealKeyChain::new(key0);
+        chain.at(epoch).expect("a chain from epoch 0 reaches any epoch");
+        chain
+    }
+
+    fn sealed(log: &Log, seq: u64, head_hash: &str, wall_time: &str, epoch: u64, key: &AuditSealKey) -> Checkpoint {
+        make_checkpoint(NODE, seq, head_hash.to_owned(), wall_time.to_owned(), &log.secret, epoch, key)
+    }
+
+    /// `epochs[i]` is the seal epoch of checkpoint i.
+    fn build(epochs: &[u64]) -> Log {
+        let mut log = Log {
+            entries: Vec::new(),
+            checkpoints: Vec::new(),
+            secret: NodeSecretKey::generate(),
+            key0: AuditSealKey::generate(),
+        };
+        let mut prev = hex::encode(GENESIS);
+        for (i, &epoch) in epochs.iter().enumerate() {
+            for _ in 0..2 {
+                let e = entry(log.entries.len() as u64 + 1, &prev);
+                prev = e.hash.clone();
+                log.entries.push(e);
+            }
+            let mut chain = key_at(&log.key0, epoch);
+            let key = chain.at(epoch).expect("reached");
+            let c = sealed(&log, log.entries.len() as u64, &prev, &format!("2024-01-01T00:{i:02}:00.000Z"), epoch, key);
+            log.checkpoints.push(c);
+        }
+        log
+    }
+
+    fn head(log: &Log, epoch: u64, key: &AuditSealKey) -> HeadSeal {
+        let last = log.entries.last().expect("a log with entries");
+        HeadSeal::make(NODE, epoch, last.seq, last.hash.clone(), "2024-01-01T01:00:00.000Z".into(), key)
+    }
+
+    fn central(log: &Log, head: Option<&HeadSeal>) -> Result<VerifyReport, Fault> {
+        verify_sealed(&log.entries, &log.checkpoints, NODE, &log.secret.public(), &log.key0, head)
+    }
+
+    const MANY_EPOCHS: &[u64] = &[0, 0, 1, 1, 1, 2, 3, 3, 4, 5, 6, 6, 6, 7];
+
+    #[test]
+    fn a_clean_log_over_many_epochs_passes_with_a_head_seal_of_its_epoch_or_the_next() {
+        let log = build(MANY_EPOCHS);
+        let report = central(&log, None).unwrap();
+        assert_eq!((report.entries, report.checkpoints, report.epoch), (28, 14, 7));
+        for epoch in [7, 8] {
+            let h = head(&log, epoch, key_at(&log.key0, epoch).at(epoch).unwrap());
+            assert_eq!(central(&log, Some(&h)).unwrap(), report);
+        }
+    }
+
+    #[test]
+    fn an_empty_log_is_a_fault_that_says_it_was_wiped() {
+        let key = NodeSecretKey::generate().public();
+        let fault = verify(&[], &[], NODE, &key).unwrap_err();
+        assert_eq!(fault.seq, 1);
+        assert!(fault.what.contains("消去") && fault.what.contains("node_init"), "{fault}");
+        let fault = verify_sealed(&[], &[], NODE, &key, &AuditSealKey::generate(), None).unwrap_err();
+        assert!(fault.what.contains("消去"), "{fault}");
+    }
+
+    #[test]
+    fn a_log_that_does_not_begin_with_the_node_init_entry_is_a_fault() {
+        let mut log = build(&[0, 0]);
+        log.entries[0].action = Action::View.name();
+        let fault = central(&log, None).unwrap_err();
+        assert!(fault.seq == 1 && fault.what.contains("node_init"), "{fault}");
+    }
+
+    #[test]
+    fn epochs_that_skip_fall_or_do_not_start_at_zero_are_faults_even_on_the_node() {
+        for (epochs, bad_checkpoint) in
+            [(&[0, 2][..], 1), (&[0, 1, 0][..], 2), (&[1, 1][..], 0), (&[0, 1, 3, 3][..], 2)]
+        {
+            let log = build(epochs);
+            let fault = verify(&log.entries, &log.checkpoints, NODE, &log.secret.public()).unwrap_err();
+            assert_eq!(fault.seq, log.checkpoints[bad_checkpoint].seq, "{epochs:?}: {fault}");
+            assert!(fault.what.contains("封印の期"), "{fault}");
+        }
+    }
+
+    #[test]
+    fn an_unsealed_checkpoint_is_a_fault() {
+        let mut log = build(&[0, 1]);
+        log.checkpoints[1].seal = None;
+        let fault = central(&log, None).unwrap_err();
+        assert!(fault.seq == 4 && fault.what.contains("封印がありません"), "{fault}");
+    }
+
+    /// The thief's rewrite: entry 3 changed, the chain and every checkpoint from it on signed
+    /// again with the node's key and sealed with the stolen key of `stolen` epoch, each labelled
+    /// `label(its old epoch)`.
+    fn rewrite_with_stolen_keys(log: &mut Log, stolen: u64, label: impl Fn(u64) -> u64) {
+        log.entries[2].operator = "someone-else".into();
+        let mut prev = hex::encode(GENESIS);
+        for e in &mut log.entries {
+            e.prev_hash = prev;
+            e.hash = e.compute_hash();
+            prev = e.hash.clone();
+        }
+        let mut chain = key_at(&log.key0, stolen);
+        let key = chain.at(stolen).unwrap();
+        let resealed: Vec<Checkpoint> = log
+            .checkpoints
+            .iter()
+            .map(|c| {
+                let old = c.seal.as_ref().unwrap().epoch;
+                if c.seq < 3 {
+                    return c.clone();
+                }
+                let head = &log.entries[c.seq as usize - 1].hash;
+                sealed(log, c.seq, head, &c.wall_time, label(old), key)
+            })
+            .collect();
+        log.checkpoints = resealed;
+    }
+
+    #[test]
+    fn a_rewrite_resealed_with_a_stolen_later_key_passes_on_the_node_but_not_at_the_central() {
+        let mut log = build(MANY_EPOCHS);
+        rewrite_with_stolen_keys(&mut log, 7, |old| old);
+        verify(&log.entries, &log.checkpoints, NODE, &log.secret.public())
+            .expect("the node alone cannot tell: chain, signatures and epochs are all consistent");
+        let fault = central(&log, None).unwrap_err();
+        assert_eq!(fault.seq, 4, "the first resealed checkpoint: {fault}");
+        assert!(fault.what.contains("書き換え") && fault.what.contains("期 0"), "{fault}");
+    }
+
+    #[test]
+    fn a_rewrite_relabelled_with_the_stolen_epoch_breaks_the_epoch_rule() {
+        let mut log = build(MANY_EPOCHS);
+        rewrite_with_stolen_keys(&mut log, 7, |_| 7);
+        let fault = central(&log, None).unwrap_err();
+        assert_eq!(fault.seq, 4, "{fault}");
+        assert!(fault.what.contains("0 から 7"), "{fault}");
+    }
+
+    #[test]
+    fn a_rewrite_within_the_stolen_epoch_is_not_seen_which_is_the_documented_limit() {
+        // Checkpoint 13 (entries 27–28) and checkpoint 12 are in epochs 6 and 7; the thief holds
+        // epoch 7's key. What was sealed in epoch 6 after its first checkpoint can be resealed
+        // as epoch 7 (a one-step rise is legitimate): docs/audit.md says so.
+        let mut log = build(MANY_EPOCHS);
+        let mut chain = key_at(&log.key0, 7);
+        let key = chain.at(7).unwrap();
+        log.entries[27].detail = "changed".into();
+        log.entries[27].hash = log.entries[27].compute_hash();
+        let last = log.checkpoints.len() - 1;
+        let c = log.checkpoints[last].clone();
+        log.checkpoints[last] = sealed(&log, c.seq, &log.entries[27].hash, &c.wall_time, 7, key);
+        assert!(central(&log, None).is_ok());
+        // One checkpoint further back, in epoch 6, is out of reach.
+        let mut log = build(MANY_EPOCHS);
+        let mut chain = key_at(&log.key0, 7);
+        let key = chain.at(7).unwrap();
+        let c = log.checkpoints[10].clone();
+        log.checkpoints[10] = sealed(&log, c.seq, &c.head_hash, &c.wall_time, 7, key);
+        assert!(central(&log, None).is_err(), "epoch 6's first checkpoint cannot be resealed");
+    }
+
+    #[test]
+    fn the_head_seal_shows_a_cut_off_tail_and_a_forged_or_stale_head() {
+        let full = build(MANY_EPOCHS);
+        let mut chain = key_at(&full.key0, 7);
+        let k7 = chain.at(7).unwrap();
+        // Cut back to the end of epoch 3 (checkpoints 0–7, 16 entries): the node is at epoch 7.
+        let cut = Log {
+            entries: full.entries[..16].to_vec(),
+            checkpoints: full.checkpoints[..8].to_vec(),
+            secret: NodeSecretKey::from_file_text(&full.secret.to_file_text(None)).unwrap(),
+            key0: AuditSealKey::from_file_text(&full.key0.to_file_text()).unwrap(),
+        };
+        assert!(central(&cut, None).is_ok(), "without a head seal a clean cut at a checkpoint is not seen");
+        // The thief's own head seal over the cut log, with the key they hold.
+        let fault = central(&cut, Some(&head(&cut, 7, k7))).unwrap_err();
+        assert!(fault.seq == 17 && fault.what.contains("切り詰め") && fault.what.contains("期 3"), "{fault}");
+        // The node's honest head seal over the whole log, against the cut log.
+        let fault = central(&cut, Some(&head(&full, 7, k7))).unwrap_err();
+        assert!(fault.what.contains("切り詰め"), "{fault}");
+        // A head seal that does not reach the end of the log, or does not match its hash.
+        let mut short = head(&full, 7, k7);
+        short = HeadSeal::make(NODE, 7, short.seq - 2, full.entries[25].hash.clone(), short.wall_time, k7);
+        let fault = central(&full, Some(&short)).unwrap_err();
+        assert!(fault.seq == 27 && fault.what.contains("後に記録"), "{fault}");
+        let other = HeadSeal::make(NODE, 7, 28, full.entries[26].hash.clone(), "t".into(), k7);
+        assert!(central(&full, Some(&other)).unwrap_err().what.contains("一致しません"));
+        // Forged with another key, or sealed with an epoch before the log's last.
+        let forged = head(&full, 7, &AuditSealKey::generate());
+        assert!(central(&full, Some(&forged)).unwrap_err().what.contains("合いません"));
+        let stale = head(&full, 6, key_at(&full.key0, 6).at(6).unwrap());
+        assert!(central(&full, Some(&stale)).unwrap_err().what.contains("合いません"));
+        // Two epochs ahead of the log's last checkpoint.
+        let ahead = head(&full, 9, key_at(&full.key0, 9).at(9).unwrap());
+        assert!(central(&full, Some(&ahead)).unwrap_err().what.contains("切り詰め"));
+    }
 }

@@ -3,7 +3,9 @@
 //!
 //! Layout: `central.key` (Ed25519 signing key, 0600), `central.pub`, `person-id.key` (0600),
 //! `ca.pem` and `ca.key` (0600), `snapshots/<id>.key` (each snapshot's data key, 0600) and
-//! `snapshots/<id>.json` (its manifest). The data key never goes into the snapshot file.
+//! `snapshots/<id>.json` (its manifest), `nodes/<id>.pub` (each node's public keys) and
+//! `nodes/<id>.seal0` (each node's audit seal key of epoch 0, 0600: the one key that checks the
+//! node's sealed audit log). The data key never goes into the snapshot file.
 
 use std::fs::{self, File};
 use std::io::{BufReader, BufWriter, Read};
@@ -15,7 +17,7 @@ use chrono::{DateTime, Utc};
 
 use crate::authz::{self, Authorization, NodeGrant, Role, Section};
 use crate::keys::{
-    CentralPublicKey, CentralSigningKey, DataKey, KeyError, NodePublicKey, NodeSecretKey, PersonIdKey,
+    AuditSealKey, CentralPublicKey, CentralSigningKey, DataKey, KeyError, NodePublicKey, NodeSecretKey, PersonIdKey,
     create_private_dir, write_file_atomic, write_secret_file,
 };
 use crate::limits::CSV_ERRORS_SHOWN_MAX;
@@ -249,6 +251,10 @@ impl CentralDir {
     pub fn node_public_key(&self, node_id: &str) -> PathBuf {
         self.nodes().join(format!("{node_id}.pub"))
     }
+    /// The node's audit seal key of epoch 0 (`AuditSealKey`, 0600), for `audit::verify_sealed`.
+    pub fn node_seal_key(&self, node_id: &str) -> PathBuf {
+        self.nodes().join(format!("{node_id}.seal0"))
+    }
     pub fn authorizations(&self) -> PathBuf {
         self.root.join("authorizations")
     }
@@ -262,7 +268,9 @@ pub fn valid_node_id(id: &str) -> bool {
 }
 
 /// Makes a node's identity (X25519 key for data keys, TLS certificate from the central's CA)
-/// and writes the provisioning bundle (mode 0600). The central keeps only the public key.
+/// and its audit seal key of epoch 0, and writes the provisioning bundle (mode 0600). The
+/// central keeps the public key and the seal key, which it keeps before the bundle exists, so
+/// there is never a node whose log the central cannot check.
 pub fn enroll_node(
     dir: &CentralDir,
     node_id: &str,
@@ -279,6 +287,8 @@ pub fn enroll_node(
     }
     fs::DirBuilder::new().recursive(true).mode(0o700).create(dir.nodes()).map_err(io(&dir.nodes()))?;
     let secret = NodeSecretKey::generate();
+    let seal_key0 = AuditSealKey::generate();
+    seal_key0.save(&dir.node_seal_key(node_id))?;
     let (tls_cert_pem, tls_key_pem) = tls::issue_node_cert(&dir.ca_cert(), &dir.ca_key(), node_id, clock.now())?;
     let bundle = Bundle {
         format: BUNDLE_FORMAT.to_owned(),
@@ -293,6 +303,7 @@ pub fn enroll_node(
         node_public_key_signature: hex::encode(
             CentralSigningKey::load(&dir.signing_key())?.sign(&node_key_message(node_id, &secret.public().to_text())),
         ),
+        audit_seal_key: seal_key0.to_file_text().to_string(),
     };
     let json = zeroize::Zeroizing::new(serde_json::to_vec_pretty(&bundle).expect("a bundle serializes"));
     write_secret_file(out, &json)?;

@@ -455,8 +455,14 @@ pub fn run(cli: Cli) -> Result<()> {
             match node.verify_audit()? {
                 Ok(report) => {
                     println!(
-                        "監査ログは正常です: {} 件、署名つきチェックポイント {} 件、先頭ハッシュ {}",
-                        report.entries, report.checkpoints, report.head_hash
+                        "監査ログは正常です: {} 件、署名つきチェックポイント {} 件、封印の期 {}、先頭ハッシュ {}",
+                        report.entries, report.checkpoints, report.epoch, report.head_hash
+                    );
+                    println!(
+                        "このノードで確かめたこと: 初期設定からの記録のつながり、チェックポイントの署名、封印の期の順序。"
+                    );
+                    println!(
+                        "このノードだけでは分からないこと: 最新の記録をチェックポイントごと消す切り詰めと、ノードの鍵を持つ者による書き換えは、最初の封印鍵を持つ中央との照合でだけ見つかります。"
                     );
                     Ok(())
                 }
@@ -853,7 +859,7 @@ fn serve(dir: &NodeDir, listen: SocketAddr, clock: SharedClock, banner: Option<&
     }
     let audit = Arc::new(AuditLog::start(
         crate::store::Store::open(&dir.db())?,
-        ChainWriter::new(&node.info.node_id, secret.clone(), clock.clone()),
+        ChainWriter::new(&node.info.node_id, secret.clone(), dir.audit_seal(), clock.clone()),
         CommitMode::Group,
     ));
     let drill = node.current_manifest()?.is_some_and(|(_, m)| m.synthetic);

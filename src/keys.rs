@@ -14,6 +14,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use chrono::{DateTime, Utc};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use hmac::{Hmac, Mac};
 use rand::RngCore;
@@ -528,6 +529,178 @@ impl CentralPublicKey {
     }
 }
 
+const AUDIT_SEAL_KEY_HEADER: &str = "kaigo-field audit seal key v1";
+const AUDIT_SEAL_STATE_HEADER: &str = "kaigo-field audit seal state v1";
+/// What `AuditSealKey::evolve` hashes: the next key is HMAC-SHA256 of this under the current one.
+const SEAL_EVOLVE_DOMAIN: &[u8] = b"kaigo-field/audit-seal/evolve/v1";
+
+/// The key that seals a node's audit checkpoints during one epoch (forward-secure sealing, see
+/// docs/audit.md). Epoch 0's key is made by the central at enrolment and kept there; the node
+/// only ever holds the current one, and `evolve` replaces it with the next, so whoever copies
+/// the node later cannot seal anything for an epoch that has passed.
+#[derive(Zeroize, ZeroizeOnDrop)]
+pub struct AuditSealKey([u8; 32]);
+
+impl fmt::Debug for AuditSealKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AuditSealKey(..)")
+    }
+}
+
+impl AuditSealKey {
+    pub fn generate() -> Self {
+        let mut k = [0u8; 32];
+        OsRng.fill_bytes(&mut k);
+        AuditSealKey(k)
+    }
+
+    /// Replaces this key with the next epoch's, HMAC-SHA256(k, domain), overwriting the old one
+    /// in place: one way, so the next key tells nothing about this one.
+    pub fn evolve(&mut self) {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        mac.update(SEAL_EVOLVE_DOMAIN);
+        let next: Zeroizing<[u8; 32]> = Zeroizing::new(mac.finalize().into_bytes().into());
+        self.0.copy_from_slice(&*next);
+    }
+
+    /// A second copy, for walking forward from epoch 0 without giving up the original. Private:
+    /// the type is not `Clone`, so copies are made only here, on purpose.
+    fn duplicate(&self) -> Self {
+        AuditSealKey(self.0)
+    }
+
+    /// HMAC-SHA256 of `message` under this key.
+    pub fn seal(&self, message: &[u8]) -> [u8; 32] {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        mac.update(message);
+        mac.finalize().into_bytes().into()
+    }
+
+    /// Whether `tag` is this key's seal over `message`, compared in constant time.
+    pub fn check(&self, message: &[u8], tag: &[u8]) -> bool {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        mac.update(message);
+        mac.verify_slice(tag).is_ok()
+    }
+
+    /// The key file's text, as the bundle carries it.
+    pub fn to_file_text(&self) -> Zeroizing<String> {
+        key_file_text(AUDIT_SEAL_KEY_HEADER, &self.0)
+    }
+
+    pub fn from_file_text(text: &str) -> Option<Self> {
+        let mut lines = text.lines();
+        if lines.next() != Some(AUDIT_SEAL_KEY_HEADER) {
+            return None;
+        }
+        let bytes = Zeroizing::new(B64.decode(lines.next()?.trim()).ok()?);
+        let key: [u8; 32] = bytes.as_slice().try_into().ok()?;
+        Some(AuditSealKey(key))
+    }
+
+    pub fn save(&self, path: &Path) -> Result<(), KeyError> {
+        write_secret_file(path, self.to_file_text().as_bytes())
+    }
+
+    pub fn load(path: &Path) -> Result<Self, KeyError> {
+        let bytes = read_key_file::<32>(path, AUDIT_SEAL_KEY_HEADER, "監査封印鍵")?;
+        Ok(AuditSealKey(*bytes))
+    }
+}
+
+/// Walks seal keys forward from epoch 0: the central's way to the key of any epoch of a node's
+/// log. It only goes forward, as the node's own key does.
+pub struct SealKeyChain {
+    epoch: u64,
+    key: AuditSealKey,
+}
+
+impl fmt::Debug for SealKeyChain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SealKeyChain(epoch {})", self.epoch)
+    }
+}
+
+impl SealKeyChain {
+    pub fn new(key0: &AuditSealKey) -> Self {
+        SealKeyChain { epoch: 0, key: key0.duplicate() }
+    }
+
+    /// The key of `epoch`, evolving forward to it; `None` for an epoch already passed. The
+    /// caller bounds `epoch` (each evolution is one HMAC).
+    pub fn at(&mut self, epoch: u64) -> Option<&AuditSealKey> {
+        if epoch < self.epoch {
+            return None;
+        }
+        while self.epoch < epoch {
+            self.key.evolve();
+            self.epoch += 1;
+        }
+        Some(&self.key)
+    }
+}
+
+/// The node's seal state: the current epoch, when it began (the node's time), and its key. Kept
+/// in its own file in the node directory (`audit-seal.key`, mode 0600), outside the database,
+/// and replaced atomically when the key evolves.
+pub struct SealState {
+    pub epoch: u64,
+    pub started: DateTime<Utc>,
+    key: AuditSealKey,
+}
+
+impl fmt::Debug for SealState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SealState(epoch {}, started {})", self.epoch, self.started)
+    }
+}
+
+impl SealState {
+    /// Epoch 0 with the central's starting key.
+    pub fn genesis(key0: AuditSealKey, started: DateTime<Utc>) -> Self {
+        SealState { epoch: 0, started, key: key0 }
+    }
+
+    pub fn key(&self) -> &AuditSealKey {
+        &self.key
+    }
+
+    /// Moves to the next epoch, beginning `at`; the old key is overwritten in memory. The caller
+    /// saves the state before using the new key, so the old one is gone from disk too.
+    pub fn evolve(&mut self, at: DateTime<Utc>) {
+        self.key.evolve();
+        self.epoch += 1;
+        self.started = at;
+    }
+
+    pub fn save(&self, path: &Path) -> Result<(), KeyError> {
+        let text = Zeroizing::new(format!(
+            "{AUDIT_SEAL_STATE_HEADER}\n{}\n{}\n{}\n",
+            self.epoch,
+            self.started.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            B64.encode(self.key.0)
+        ));
+        write_secret_file(path, text.as_bytes())
+    }
+
+    pub fn load(path: &Path) -> Result<Self, KeyError> {
+        let text = Zeroizing::new(fs::read_to_string(path).map_err(io_err(path))?);
+        let bad =
+            || KeyError::Format {
+                path: path.to_owned(), what: "監査封印状態", expected: AUDIT_SEAL_STATE_HEADER
+            };
+        let lines: Vec<&str> = text.lines().collect();
+        if lines.len() != 4 || lines[0] != AUDIT_SEAL_STATE_HEADER {
+            return Err(bad());
+        }
+        let epoch = lines[1].trim().parse().map_err(|_| bad())?;
+        let started = DateTime::parse_from_rfc3339(lines[2].trim()).map_err(|_| bad())?.with_timezone(&Utc);
+        let bytes = Zeroizing::new(B64.decode(lines[3].trim()).map_err(|_| bad())?);
+        let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| bad())?;
+        Ok(SealState { epoch, started, key: AuditSealKey(key) })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -579,6 +752,35 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         let secret_b64 = B64.encode(*node.to_bytes());
         assert!(!text.contains(&secret_b64), "the sealed file does not hold the key in clear");
+    }
+
+    #[test]
+    fn seal_keys_evolve_one_way_and_the_chain_reaches_any_later_epoch_only() {
+        let k0 = AuditSealKey::generate();
+        let mut node = SealState::genesis(k0.duplicate(), DateTime::from_timestamp(0, 0).unwrap());
+        let mut chain = SealKeyChain::new(&k0);
+        let seal0 = node.key().seal(b"m");
+        assert!(chain.at(0).unwrap().check(b"m", &seal0));
+        for _ in 0..5 {
+            node.evolve(DateTime::from_timestamp(60, 0).unwrap());
+        }
+        assert_eq!(node.epoch, 5);
+        let seal5 = node.key().seal(b"m");
+        assert_ne!(seal5, seal0, "an evolved key seals differently");
+        assert!(!chain.at(0).unwrap().check(b"m", &seal5));
+        assert!(chain.at(5).unwrap().check(b"m", &seal5));
+        assert!(chain.at(4).is_none(), "the chain never walks back");
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit-seal.key");
+        node.save(&path).unwrap();
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        let back = SealState::load(&path).unwrap();
+        assert_eq!((back.epoch, back.started), (5, node.started));
+        assert!(back.key().check(b"m", &seal5));
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(!text.contains(&B64.encode(k0.0)), "the file holds the current key, not the first");
+        assert!(!format!("{node:?} {k0:?} {chain:?}").contains(&B64.encode(node.key().0)));
     }
 
     #[test]

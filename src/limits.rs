@@ -60,6 +60,14 @@ pub const AUDIT_BATCH_ENTRIES_MAX: usize = 256;
 /// Audit entries waiting for the writer; beyond this a request is refused (503), not queued.
 pub const AUDIT_QUEUE_ENTRIES_MAX: usize = 4096;
 
+/// Seconds of the node's time an audit seal epoch lasts before the next checkpoint evolves the
+/// seal key (and erases the old one). A thief who copies the node can rewrite or cut only what
+/// was sealed in the epoch they find and the one before it, so shorter is safer; each step
+/// costs one small atomic file write (two flushes), so a minute keeps that cost invisible next
+/// to the commits themselves. Time rather than a count of checkpoints: it bounds the exposure
+/// by the same clock on a busy node and on a quiet one.
+pub const AUDIT_SEAL_EPOCH_SECONDS: i64 = 60;
+
 /// Candidates a search returns: enough to tell people apart, too few to browse.
 pub const SEARCH_CANDIDATES_MAX: usize = 5;
 

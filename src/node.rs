@@ -1,7 +1,8 @@
 //! A node's directory: its identity, the central's public key, and the snapshot it holds.
 //!
-//! Layout (see ARCHITECTURE.md): `node.db` (the store), `central.pub`, `snapshots/<id>.kfsnap`
-//! (verified copies, still encrypted), `tls/` (the HTTPS certificate). Import is atomic: the new
+//! Layout (see ARCHITECTURE.md): `node.db` (the store), `central.pub`, `node.key`, `node.pub`
+//! and `node.pub.sig`, `audit-seal.key` (the audit log's current seal epoch and key, 0600),
+//! `snapshots/<id>.kfsnap` (verified copies, still encrypted), `tls/` (the HTTPS certificate). Import is atomic: the new
 //! file is verified while it is copied, renamed into place, and only then made current in one
 //! database transaction; a crash at any point leaves the previous snapshot in use.
 
@@ -16,10 +17,11 @@ use crate::clock::Clock;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroize;
 
-use crate::audit::{self, Action, AuditError, ChainWriter, Fault, NewEntry, Outcome, VerifyReport};
+use crate::audit::{self, Action, AuditError, ChainWriter, Fault, HeadSeal, NewEntry, Outcome, VerifyReport};
 use crate::authz::Refusal;
 use crate::keys::{
-    CentralPublicKey, KeyError, NodePublicKey, NodeSecretKey, UnwrapError, create_private_dir, write_secret_file,
+    AuditSealKey, CentralPublicKey, KeyError, NodePublicKey, NodeSecretKey, SealState, UnwrapError, create_private_dir,
+    write_secret_file,
 };
 use crate::model::MunicipalityCode;
 use crate::progress::Progress;
@@ -73,6 +75,10 @@ pub enum NodeError {
         "時計を {to} までは進められません（{limit} まで）: ノードが信頼できる最後の時刻や認可の期間から大きく離れています。日付を確かめてください。長く保管していたノードなら、先に新しい認可を取り込もうとしてください（中央の発行時刻の近くまで進められるようになります）"
     )]
     ClockTooFar { to: String, limit: String },
+    #[error(
+        "監査ログの封印状態（audit-seal.key）を読めません（{0}）。ノードのディレクトリが完全ではありません（消された可能性があります）: 中央に連絡し、ノードを設定し直してください"
+    )]
+    SealState(KeyError),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> NodeError + '_ {
@@ -110,6 +116,10 @@ impl NodeDir {
     pub fn node_public_key_signature(&self) -> PathBuf {
         self.root.join("node.pub.sig")
     }
+    /// The audit log's seal state: current epoch and key (`keys::SealState`).
+    pub fn audit_seal(&self) -> PathBuf {
+        self.root.join("audit-seal.key")
+    }
 }
 
 /// What the node is, as the store records it.
@@ -143,6 +153,9 @@ pub struct Bundle {
     /// the node trust the key its checkpoints verify with.
     pub node_public_key: String,
     pub node_public_key_signature: String,
+    /// The audit log's seal key of epoch 0 (`AuditSealKey` file text); the central keeps a
+    /// copy, the node evolves it away.
+    pub audit_seal_key: String,
 }
 
 /// What the central signs to vouch for a node's public keys.
@@ -153,7 +166,8 @@ pub fn node_key_message(node_id: &str, public_text: &str) -> Vec<u8> {
 /// `node_meta` key of `Node::central_time_seen`.
 const CENTRAL_TIME_SEEN: &str = "central_time_seen";
 
-pub const BUNDLE_FORMAT: &str = "kaigo-field node bundle v1";
+/// v2: carries the audit seal key. A v1 bundle is refused: its node could not seal its log.
+pub const BUNDLE_FORMAT: &str = "kaigo-field node bundle v2";
 
 impl std::fmt::Debug for Bundle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -165,6 +179,7 @@ impl Drop for Bundle {
     fn drop(&mut self) {
         self.tls_key_pem.zeroize();
         self.node_secret_key.zeroize();
+        self.audit_seal_key.zeroize();
     }
 }
 
@@ -200,13 +215,17 @@ pub fn init(dir: &NodeDir, bundle_path: &Path, passphrase: Option<&str>) -> Resu
     if !vouched || NodePublicKey::from_text(&bundle.node_public_key) != Some(secret.public()) {
         return Err(NodeError::BadBundle(bundle_path.display().to_string()));
     }
+    let seal_key0 = AuditSealKey::from_file_text(&bundle.audit_seal_key)
+        .ok_or_else(|| NodeError::BadBundle(bundle_path.display().to_string()))?;
     secret.save(&dir.node_key(), passphrase)?;
     write_secret_file(&dir.node_public_key(), bundle.node_public_key.as_bytes())?;
     write_secret_file(&dir.node_public_key_signature(), bundle.node_public_key_signature.as_bytes())?;
     let mut store = Store::open(&dir.db())?;
     store.set_meta("node_id", &bundle.node_id)?;
     store.set_meta("region", &region.to_string())?;
-    let writer = ChainWriter::new(&bundle.node_id, std::sync::Arc::new(secret), crate::clock::system());
+    let clock = crate::clock::system();
+    SealState::genesis(seal_key0, clock.now()).save(&dir.audit_seal())?;
+    let writer = ChainWriter::new(&bundle.node_id, std::sync::Arc::new(secret), dir.audit_seal(), clock);
     writer.append(&mut store, &[NewEntry::new("coordinator", Action::NodeInit, Outcome::Ok, "provisioned")])?;
     Ok(NodeInfo { node_id: bundle.node_id.clone(), region, central_key })
 }
@@ -317,16 +336,49 @@ impl Node {
         clock: crate::clock::SharedClock,
         entries: &[NewEntry],
     ) -> Result<(), NodeError> {
-        ChainWriter::new(&self.info.node_id, secret, clock).append(&mut self.store, entries)?;
+        ChainWriter::new(&self.info.node_id, secret, self.dir.audit_seal(), clock).append(&mut self.store, entries)?;
         Ok(())
     }
 
-    /// Verifies the whole audit log with the node's (central-vouched) public key.
+    /// Verifies the whole audit log as far as the node can alone (`audit::verify`: not empty,
+    /// the chain, signatures, the epoch rule) with its (central-vouched) public key, and that
+    /// the seal state file is there and not ahead of the log by more than the one step a crash
+    /// can leave. The seals themselves only the central can check (`audit::verify_sealed`).
     pub fn verify_audit(&self) -> Result<Result<VerifyReport, Fault>, NodeError> {
         let key = self.public_key()?;
         let entries = self.store.audit_entries(1)?;
         let checkpoints = self.store.audit_checkpoints()?;
-        Ok(audit::verify(&entries, &checkpoints, &self.info.node_id, &key))
+        let report = match audit::verify(&entries, &checkpoints, &self.info.node_id, &key) {
+            Ok(r) => r,
+            Err(fault) => return Ok(Err(fault)),
+        };
+        let state = SealState::load(&self.dir.audit_seal()).map_err(NodeError::SealState)?;
+        if state.epoch > report.epoch + 1 {
+            return Ok(Err(Fault {
+                seq: report.entries + 1,
+                what: format!(
+                    "封印の期は {} まで進んでいるのに、ログの最後のチェックポイントは期 {} です（末尾の切り詰め）",
+                    state.epoch, report.epoch
+                ),
+            }));
+        }
+        Ok(Ok(report))
+    }
+
+    /// A fresh seal over the log's head (epoch, seq, head hash, the node's time) with the
+    /// current seal key, to go with the log to the central (`audit::verify_sealed`). Writes
+    /// nothing: the key moves on only when a checkpoint needs it.
+    pub fn head_seal(&self, clock: &dyn Clock) -> Result<HeadSeal, NodeError> {
+        let (seq, head) = self.store.audit_head()?.unwrap_or((0, hex::encode(audit::GENESIS)));
+        let last = self.store.audit_last_checkpoint()?.and_then(|c| c.seal).map(|s| s.epoch);
+        let mut state = SealState::load(&self.dir.audit_seal()).map_err(NodeError::SealState)?;
+        // A writer that lost a race can leave the file behind the log (see `ChainWriter`); the
+        // key of the log's epoch is one walk forward.
+        while last.is_some_and(|l| state.epoch < l) {
+            state.evolve(state.started);
+        }
+        let wall_time = self.now(clock)?.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        Ok(HeadSeal::make(&self.info.node_id, state.epoch, seq, head, wall_time, state.key()))
     }
 
     /// The node's secret key, unsealed with the passphrase if it is sealed.

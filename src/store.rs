@@ -11,7 +11,7 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::audit::{Checkpoint, Entry};
+use crate::audit::{Checkpoint, CheckpointSeal, Entry};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -177,6 +177,17 @@ const MIGRATIONS: &[Migration] = &[
             sealed       BLOB NOT NULL
         ) STRICT;
         CREATE INDEX field_event_person ON field_event (person_id, seq);
+    ",
+    },
+    Migration {
+        why: "v6: forward-secure sealing of the audit log. Each checkpoint also carries the seal \
+              epoch and an HMAC under that epoch's key, which evolves and is erased, and whose \
+              first value only the central keeps: a thief with the node's keys cannot reseal \
+              history. Columns are added (the triggers forbid changing rows, not the table); \
+              checkpoints written before have none and no longer verify.",
+        sql: "
+        ALTER TABLE audit_checkpoint ADD COLUMN epoch INTEGER CHECK (epoch >= 0);
+        ALTER TABLE audit_checkpoint ADD COLUMN seal TEXT;
     ",
     },
 ];
@@ -542,6 +553,20 @@ fn audit_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
     })
 }
 
+const CHECKPOINT_COLUMNS: &str = "seq, head_hash, wall_time, signature, epoch, seal";
+
+fn audit_checkpoint(r: &rusqlite::Row<'_>) -> rusqlite::Result<Checkpoint> {
+    let epoch: Option<i64> = r.get(4)?;
+    let mac: Option<String> = r.get(5)?;
+    Ok(Checkpoint {
+        seq: r.get::<_, i64>(0)? as u64,
+        head_hash: r.get(1)?,
+        wall_time: r.get(2)?,
+        signature: r.get(3)?,
+        seal: epoch.zip(mac).map(|(epoch, mac)| CheckpointSeal { epoch: epoch as u64, mac }),
+    })
+}
+
 impl Store {
     /// The last entry's number and hash.
     pub fn audit_head(&self) -> Result<Option<(u64, String)>, StoreError> {
@@ -581,9 +606,17 @@ impl Store {
                 ])?;
             }
             tx.execute(
-                "INSERT INTO audit_checkpoint (seq, head_hash, wall_time, signature) VALUES (?1, ?2, ?3, ?4)
+                "INSERT INTO audit_checkpoint (seq, head_hash, wall_time, signature, epoch, seal)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (seq) DO NOTHING",
-                params![checkpoint.seq as i64, checkpoint.head_hash, checkpoint.wall_time, checkpoint.signature],
+                params![
+                    checkpoint.seq as i64,
+                    checkpoint.head_hash,
+                    checkpoint.wall_time,
+                    checkpoint.signature,
+                    checkpoint.seal.as_ref().map(|s| s.epoch as i64),
+                    checkpoint.seal.as_ref().map(|s| s.mac.as_str())
+                ],
             )?;
         }
         tx.commit()?;
@@ -617,17 +650,21 @@ impl Store {
     }
 
     pub fn audit_checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
-        let mut stmt =
-            self.conn.prepare("SELECT seq, head_hash, wall_time, signature FROM audit_checkpoint ORDER BY seq")?;
-        let rows = stmt.query_map([], |r| {
-            Ok(Checkpoint {
-                seq: r.get::<_, i64>(0)? as u64,
-                head_hash: r.get(1)?,
-                wall_time: r.get(2)?,
-                signature: r.get(3)?,
-            })
-        })?;
+        let mut stmt = self.conn.prepare(&format!("SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoint ORDER BY seq"))?;
+        let rows = stmt.query_map([], audit_checkpoint)?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The newest checkpoint: where the writer takes the seal epoch from.
+    pub fn audit_last_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                &format!("SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoint ORDER BY seq DESC LIMIT 1"),
+                [],
+                audit_checkpoint,
+            )
+            .optional()?)
     }
 
     /// `PRAGMA integrity_check`: "ok" when the file is sound.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use kaigo_field::audit::{self, Action, ChainWriter, Checkpoint, Entry, NewEntry, Outcome};
 use kaigo_field::clock::ManualClock;
-use kaigo_field::keys::NodeSecretKey;
+use kaigo_field::keys::{AuditSealKey, NodeSecretKey, SealState};
 use kaigo_field::model::PersonId;
 use kaigo_field::store::Store;
 use proptest::prelude::*;
@@ -33,18 +33,28 @@ fn entry(i: usize) -> NewEntry {
     e
 }
 
-/// A real log written by the real writer: 120 entries in batches of 1–20, each batch with its
-/// signed checkpoint.
+/// A real log written by the real writer: 120 entries (the node's init first) in batches of
+/// 1–20, each batch with its signed and sealed checkpoint.
 fn log() -> (Vec<Entry>, Vec<Checkpoint>, Arc<NodeSecretKey>, ChainWriter) {
     let tmp = tempfile::tempdir().unwrap();
     let mut store = Store::open(&tmp.path().join("node.db")).unwrap();
     let secret = Arc::new(NodeSecretKey::generate());
     let clock = ManualClock::new(start());
-    let writer = ChainWriter::new(NODE, secret.clone(), Arc::new(clock.clone()));
+    let seal = tmp.path().join("audit-seal.key");
+    SealState::genesis(AuditSealKey::generate(), start()).save(&seal).unwrap();
+    let writer = ChainWriter::new(NODE, secret.clone(), seal, Arc::new(clock.clone()));
     let mut i = 0;
     let mut size = 1;
     while i < 120 {
-        let batch: Vec<NewEntry> = (i..(i + size).min(120)).map(entry).collect();
+        let batch: Vec<NewEntry> = (i..(i + size).min(120))
+            .map(|i| {
+                if i == 0 {
+                    NewEntry::new("coordinator", Action::NodeInit, Outcome::Ok, "provisioned")
+                } else {
+                    entry(i)
+                }
+            })
+            .collect();
         writer.append(&mut store, &batch).unwrap();
         clock.advance(chrono::Duration::seconds(7));
         i += batch.len();
