@@ -3,7 +3,7 @@
 //! stored only hashed: the token with SHA-256 (32 random bytes need no slow hash), the short
 //! login code with Argon2id.
 
-use argon2::password_hash::{PasswordHasher, SaltString};
+use argon2::password_hash::SaltString;
 use chrono::{DateTime, Duration, Utc};
 use rand::RngCore;
 use rand::rngs::OsRng;
@@ -181,18 +181,68 @@ fn normalize_code(code: &str) -> String {
     code.nfkc().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_uppercase()).collect()
 }
 
+/// The Argon2id PHC string of `secret` with a fresh salt and the default parameters, computed
+/// in this thread's kept buffer (see `secret_matches` for why).
 fn hash_secret(secret: &str) -> String {
+    use argon2::password_hash::{Output, PasswordHash};
     let salt = SaltString::generate(&mut OsRng);
-    argon2::Argon2::default()
-        .hash_password(secret.as_bytes(), &salt)
-        .expect("Argon2 hashes a short secret with default parameters")
-        .to_string()
+    let params = argon2::Params::default();
+    let argon2 = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params.clone());
+    let mut salt_bytes = [0u8; argon2::password_hash::Salt::MAX_LENGTH];
+    let raw_salt = salt.decode_b64(&mut salt_bytes).expect("a generated salt decodes");
+    let mut out = Zeroizing::new([0u8; argon2::Params::DEFAULT_OUTPUT_LEN]);
+    with_argon2_memory(params.block_count(), |blocks| {
+        argon2.hash_password_into_with_memory(secret.as_bytes(), raw_salt, out.as_mut_slice(), blocks)
+    })
+    .expect("Argon2 hashes a short secret with default parameters");
+    PasswordHash {
+        algorithm: argon2::Algorithm::Argon2id.ident(),
+        version: Some(argon2::Version::V0x13.into()),
+        params: (&params).try_into().expect("default parameters encode"),
+        salt: Some(salt.as_salt()),
+        hash: Some(Output::new(out.as_slice()).expect("a 32-byte output")),
+    }
+    .to_string()
 }
 
+/// Whether `secret` is the one `hash` (an Argon2id PHC string) was made from. Argon2 works in a
+/// buffer kept by the calling thread and reused (see `with_argon2_memory`), so checking
+/// sign-ins never allocates and frees its 19 MiB again and again: a freed block of that size
+/// stays in the allocator's arena of whichever thread freed it, and memory grew with every
+/// arena touched.
 fn secret_matches(secret: &str, hash: &str) -> bool {
-    use argon2::password_hash::PasswordVerifier;
-    argon2::password_hash::PasswordHash::new(hash)
-        .is_ok_and(|parsed| argon2::Argon2::default().verify_password(secret.as_bytes(), &parsed).is_ok())
+    use argon2::password_hash::PasswordHash;
+    let Ok(parsed) = PasswordHash::new(hash) else { return false };
+    let (Ok(algorithm), Ok(params)) =
+        (argon2::Algorithm::try_from(parsed.algorithm), argon2::Params::try_from(&parsed))
+    else {
+        return false;
+    };
+    let version = parsed.version.map_or(Ok(argon2::Version::default()), argon2::Version::try_from);
+    let (Ok(version), Some(salt), Some(expected)) = (version, parsed.salt, parsed.hash) else { return false };
+    let mut salt_bytes = [0u8; argon2::password_hash::Salt::MAX_LENGTH];
+    let Ok(salt) = salt.decode_b64(&mut salt_bytes) else { return false };
+    let mut out = Zeroizing::new(vec![0u8; expected.len()]);
+    let argon2 = argon2::Argon2::new(algorithm, version, params.clone());
+    let computed = with_argon2_memory(params.block_count(), |blocks| {
+        argon2.hash_password_into_with_memory(secret.as_bytes(), salt, &mut out, blocks)
+    });
+    computed.is_ok() && bool::from(subtle::ConstantTimeEq::ct_eq(out.as_slice(), expected.as_bytes()))
+}
+
+/// Runs `f` with `blocks` Argon2 memory blocks that this thread allocated once and keeps. The
+/// sign-in hashing threads (`throttle`) are few and fixed, so this bounds sign-in's memory.
+fn with_argon2_memory<T>(blocks: usize, f: impl FnOnce(&mut [argon2::Block]) -> T) -> T {
+    thread_local! {
+        static MEMORY: std::cell::RefCell<Vec<argon2::Block>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    MEMORY.with(|memory| {
+        let mut memory = memory.borrow_mut();
+        if memory.len() < blocks {
+            memory.resize(blocks, argon2::Block::default());
+        }
+        f(&mut memory[..blocks])
+    })
 }
 
 /// A PIN (digits) or a passphrase the person chooses after the one-time code.

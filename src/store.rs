@@ -821,6 +821,14 @@ impl Store {
         })
     }
 
+    /// Releases a claimed sign-in that was not checked after all (the hashing queue was full):
+    /// nothing is counted. A claim is only made when the account was not resting, so nothing
+    /// else is lost.
+    pub fn release_login(&self, id: &str) -> Result<(), StoreError> {
+        self.conn.execute("UPDATE staff SET locked_until = NULL WHERE id = ?1", [id])?;
+        Ok(())
+    }
+
     /// Ends a claimed sign-in: a success clears the failures; a failure counts one more and
     /// rests the account until `rest_until` (if any). Returns the failures in a row.
     pub fn finish_login(

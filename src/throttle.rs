@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use std::sync::mpsc::{SyncSender, sync_channel};
 
 use crate::audit::{Action, NewEntry, Outcome};
 use crate::limits::{
@@ -34,20 +34,13 @@ pub enum Held {
     Overloaded,
 }
 
-/// A place in the Argon2 queue: at most `LOGIN_HASHES_CONCURRENT_MAX` hashes run at once, so
-/// sign-in costs at most that many times Argon2's memory, however many clients try.
-pub struct HashSlot {
-    _permit: OwnedSemaphorePermit,
-    _address: InFlight,
-}
-
 /// Counts a sign-in in flight for an address until dropped.
-struct InFlight {
-    throttle: std::sync::Arc<Throttle>,
+struct InFlight<'a> {
+    throttle: &'a Throttle,
     address: IpAddr,
 }
 
-impl Drop for InFlight {
+impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         let mut state = self.throttle.lock();
         if let Some(n) = state.in_flight.get_mut(&self.address) {
@@ -58,6 +51,8 @@ impl Drop for InFlight {
         }
     }
 }
+
+type Job = Box<dyn FnOnce() + Send>;
 
 #[derive(Default)]
 struct Refusals {
@@ -82,17 +77,34 @@ struct State {
 /// See the module comment. One per serving node, shared by every request.
 pub struct Throttle {
     state: Mutex<State>,
-    hashing: std::sync::Arc<Semaphore>,
-    waiting: std::sync::atomic::AtomicUsize,
+    /// The Argon2 queue: `LOGIN_HASHES_CONCURRENT_MAX` threads of their own take jobs from a
+    /// channel of `LOGIN_HASHES_WAITING_MAX`. Their own threads, not the runtime's blocking pool:
+    /// the allocator keeps a freed 19 MiB block in the arena of the thread that used it, so
+    /// hashing on whichever pool thread is free would grow memory with every thread touched.
+    jobs: SyncSender<Job>,
 }
 
 impl Default for Throttle {
     fn default() -> Self {
-        Throttle {
-            state: Mutex::new(State::default()),
-            hashing: std::sync::Arc::new(Semaphore::new(LOGIN_HASHES_CONCURRENT_MAX)),
-            waiting: std::sync::atomic::AtomicUsize::new(0),
+        let (jobs, queue) = sync_channel::<Job>(LOGIN_HASHES_WAITING_MAX);
+        let queue = std::sync::Arc::new(Mutex::new(queue));
+        for i in 0..LOGIN_HASHES_CONCURRENT_MAX {
+            let queue = queue.clone();
+            std::thread::Builder::new()
+                .name(format!("sign-in-hash-{i}"))
+                .spawn(move || {
+                    loop {
+                        // The lock is held only to take the next job, never while it runs.
+                        let job = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return, // The throttle was dropped.
+                        }
+                    }
+                })
+                .expect("a sign-in hashing thread starts");
         }
+        Throttle { state: Mutex::new(State::default()), jobs }
     }
 }
 
@@ -179,11 +191,14 @@ impl Throttle {
         self.lock().pair_failures.remove(&(address, staff_id.to_owned()));
     }
 
-    /// A place in the Argon2 queue for `address`, waiting for one if needed; refused at once if
-    /// the address already has `LOGIN_IN_FLIGHT_PER_ADDRESS_MAX` sign-ins in flight or the queue
-    /// holds `LOGIN_HASHES_WAITING_MAX`.
-    pub async fn hash_slot(self: &std::sync::Arc<Self>, address: IpAddr) -> Result<HashSlot, Held> {
-        use std::sync::atomic::Ordering;
+    /// Runs `work` (an Argon2 hash) in the bounded queue for `address` and returns its result;
+    /// refused at once if the address already has `LOGIN_IN_FLIGHT_PER_ADDRESS_MAX` sign-ins in
+    /// flight or the queue holds `LOGIN_HASHES_WAITING_MAX`.
+    pub async fn hash<T: Send + 'static>(
+        &self,
+        address: IpAddr,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, Held> {
         {
             let mut state = self.lock();
             let n = state.in_flight.entry(address).or_default();
@@ -192,15 +207,13 @@ impl Throttle {
             }
             *n += 1;
         }
-        let in_flight = InFlight { throttle: self.clone(), address };
-        let waiting = self.waiting.fetch_add(1, Ordering::SeqCst);
-        let result = if waiting >= LOGIN_HASHES_WAITING_MAX {
-            Err(Held::Overloaded)
-        } else {
-            Ok(self.hashing.clone().acquire_owned().await.expect("the sign-in semaphore is never closed"))
-        };
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
-        result.map(|permit| HashSlot { _permit: permit, _address: in_flight })
+        let _in_flight = InFlight { throttle: self, address };
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = reply.send(work());
+        });
+        self.jobs.try_send(job).map_err(|_| Held::Overloaded)?;
+        answer.await.map_err(|_| Held::Overloaded)
     }
 
     /// Counts a request refused for having no session or token; false if this address has made
@@ -330,32 +343,50 @@ mod tests {
 
     #[tokio::test]
     async fn the_argon2_queue_is_bounded_per_address_and_in_all() {
-        use std::sync::atomic::Ordering;
         let t = Throttle::new();
-        let mut held = Vec::new();
+        // Hold both hashing threads with work that waits for a signal.
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let hold = std::sync::Arc::new(Mutex::new(hold));
+        let busy =
+            |t: std::sync::Arc<Throttle>, a: IpAddr, hold: std::sync::Arc<Mutex<std::sync::mpsc::Receiver<()>>>| {
+                tokio::spawn(async move {
+                    t.hash(a, move || {
+                        let _ = hold.lock().unwrap().recv();
+                    })
+                    .await
+                })
+            };
+        let mut running = Vec::new();
         for _ in 0..LOGIN_IN_FLIGHT_PER_ADDRESS_MAX {
-            held.push(t.hash_slot(addr(10)).await.expect("a free slot"));
-        }
-        assert!(matches!(t.hash_slot(addr(10)).await, Err(Held::AddressBusy)), "one address cannot queue more");
-        for i in held.len()..LOGIN_HASHES_CONCURRENT_MAX {
-            held.push(t.hash_slot(addr(30 + i as u8)).await.expect("a free slot"));
-        }
-        let mut waiters = Vec::new();
-        for i in 0..LOGIN_HASHES_WAITING_MAX {
-            let t = t.clone();
-            waiters.push(tokio::spawn(async move { t.hash_slot(addr(100 + i as u8)).await.is_ok() }));
+            running.push(busy(t.clone(), addr(10), hold.clone()));
         }
         for _ in 0..10_000 {
-            if t.waiting.load(Ordering::SeqCst) == LOGIN_HASHES_WAITING_MAX {
+            if t.lock().in_flight.get(&addr(10)) == Some(&LOGIN_IN_FLIGHT_PER_ADDRESS_MAX) {
                 break;
             }
             tokio::task::yield_now().await;
         }
-        assert_eq!(t.waiting.load(Ordering::SeqCst), LOGIN_HASHES_WAITING_MAX);
-        assert!(matches!(t.hash_slot(addr(250)).await, Err(Held::Overloaded)), "the queue is bounded");
-        drop(held);
-        for w in waiters {
-            assert!(w.await.expect("the waiter ran"), "every queued sign-in gets its turn");
+        assert!(matches!(t.hash(addr(10), || ()).await, Err(Held::AddressBusy)), "one address cannot queue more");
+        // Fill the rest of the threads and the whole queue from other addresses.
+        for i in 0..(LOGIN_HASHES_CONCURRENT_MAX - LOGIN_IN_FLIGHT_PER_ADDRESS_MAX + LOGIN_HASHES_WAITING_MAX) {
+            running.push(busy(t.clone(), addr(100 + i as u8), hold.clone()));
         }
+        let waiting = 1 + LOGIN_HASHES_CONCURRENT_MAX - LOGIN_IN_FLIGHT_PER_ADDRESS_MAX + LOGIN_HASHES_WAITING_MAX;
+        for _ in 0..10_000 {
+            if t.lock().in_flight.len() == waiting {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(t.lock().in_flight.len(), waiting, "every busy sign-in is running or queued");
+        // The queue is full now: the next is turned away at once.
+        assert!(matches!(t.hash(addr(200), || ()).await, Err(Held::Overloaded)), "the queue is bounded");
+        for _ in 0..running.len() {
+            release.send(()).unwrap();
+        }
+        for r in running {
+            assert!(r.await.expect("the task ran").is_ok(), "every queued sign-in gets its turn");
+        }
+        assert_eq!(t.hash(addr(10), || 7).await, Ok(7), "places come back when the work is done");
     }
 }

@@ -307,11 +307,6 @@ pub async fn login(
         refuse_anonymous(&state, address, "sign-in while locked")?;
         return Ok(refuse(jar, StatusCode::UNAUTHORIZED, LoginError::Locked { until }));
     }
-    let slot = match state.throttle.hash_slot(address).await {
-        Ok(slot) => slot,
-        Err(Held::Overloaded) => return Ok(refuse(jar, StatusCode::SERVICE_UNAVAILABLE, LoginError::Busy)),
-        Err(_) => return Ok(refuse(jar, StatusCode::TOO_MANY_REQUESTS, LoginError::Busy)),
-    };
     let id = staff_id.clone();
     let (found, now) = state
         .try_with_node(move |node, s| -> Result<LoginLookup, NodeError> {
@@ -327,7 +322,6 @@ pub async fn login(
         .await?;
     let row = found.as_ref().map(|(st, _, _)| st.clone());
     if let Some((st, _, Claim::Held { until })) = &found {
-        drop(slot);
         log(&state, NewEntry::new(&st.id, Action::Login, Outcome::Denied, "web login: account resting or busy"))
             .await?;
         let seconds = (*until - now).num_seconds().max(1);
@@ -335,19 +329,32 @@ pub async fn login(
     }
     // Argon2 runs off the runtime, without holding the node, in its bounded queue.
     let secret = zeroize::Zeroizing::new(form.secret);
-    let checked = tokio::task::spawn_blocking(move || {
-        let _slot = slot;
-        let signed_in = staff::check_login(found.as_ref().map(|(st, _, _)| st), &secret).map_err(|why| {
-            let message = why.to_string();
-            (why, message)
-        })?;
-        match found {
-            Some((_, Err(ended), _)) => Err(ended),
-            _ => Ok(signed_in),
+    let checked = state
+        .throttle
+        .hash(address, move || {
+            let signed_in = staff::check_login(found.as_ref().map(|(st, _, _)| st), &secret).map_err(|why| {
+                let message = why.to_string();
+                (why, message)
+            })?;
+            match found {
+                Some((_, Err(ended), _)) => Err(ended),
+                _ => Ok(signed_in),
+            }
+        })
+        .await;
+    let checked = match checked {
+        Ok(checked) => checked,
+        Err(held) => {
+            // Not checked: the account's claim is released, nothing counted.
+            if let Some(st) = &row {
+                let id = st.id.clone();
+                state.try_with_node(move |node, _| node.store.release_login(&id)).await?;
+            }
+            let status =
+                if held == Held::Overloaded { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::TOO_MANY_REQUESTS };
+            return Ok(refuse(jar, status, LoginError::Busy));
         }
-    })
-    .await
-    .map_err(|e| AppError::Internal(e.to_string()))?;
+    };
     let signed_in = match checked {
         Ok(signed_in) => signed_in,
         Err((why, message)) => {
@@ -473,15 +480,9 @@ pub async fn set_pin(
         return Ok(again("2回の入力が一致しません。"));
     }
     // Argon2 in the same bounded queue as sign-in.
-    let Ok(slot) = state.throttle.hash_slot(address).await else {
+    let Ok(hashed) = state.throttle.hash(address, move || staff::new_secret_hash(&secret)).await else {
         return Ok(again(&LoginError::Busy.to_string()));
     };
-    let hashed = tokio::task::spawn_blocking(move || {
-        let _slot = slot;
-        staff::new_secret_hash(&secret)
-    })
-    .await
-    .map_err(|e| AppError::Internal(e.to_string()))?;
     let hash = match hashed {
         Ok(h) => h,
         Err(e) => return Ok(again(&e.to_string())),
