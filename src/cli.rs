@@ -20,6 +20,7 @@ use crate::clock::{self, SharedClock};
 use crate::gate::{Gate, ImportOutcome};
 use crate::http::{self, AppState};
 use crate::keys::NodeSecretKey;
+use crate::limits::ServerLimits;
 use crate::model::MunicipalityCode;
 use crate::model::PersonId;
 use crate::node::{self, Node, NodeDir, describe_region};
@@ -897,7 +898,7 @@ fn serve(dir: &NodeDir, listen: SocketAddr, clock: SharedClock, banner: Option<&
         let shutdown = CancellationToken::new();
         tokio::spawn(server::cancel_on_signal(shutdown.clone()));
         let keeper = tokio::spawn(http::keep_time(state.clone(), shutdown.clone()));
-        server::run(listener, config, http::router(state.clone()), shutdown.clone()).await?;
+        server::run(listener, config, http::router(state.clone()), shutdown.clone(), ServerLimits::default()).await?;
         shutdown.cancel();
         keeper.await.context("時刻の見張りが異常終了しました")?;
         state.gate.close();

@@ -300,9 +300,28 @@ async fn not_found() -> impl IntoResponse {
     (StatusCode::NOT_FOUND, Html(page.into_string()))
 }
 
+/// The answer when the server already has as many requests in hand as it takes
+/// (`limits::REQUESTS_IN_FLIGHT_MAX`; `server::run` sheds the rest): 503 at once, with the
+/// security headers, asking staff to retry in a moment.
+pub fn overloaded() -> Response {
+    let page = views::error_page(
+        "混み合っています",
+        "ただいま処理が混み合っています。数秒待ってからもう一度お試しください。",
+        &chrome(),
+    );
+    let mut response =
+        (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "2")], Html(page.into_string())).into_response();
+    set_security_headers(response.headers_mut());
+    response
+}
+
 async fn security_headers(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
-    let h = response.headers_mut();
+    set_security_headers(response.headers_mut());
+    response
+}
+
+fn set_security_headers(h: &mut axum::http::HeaderMap) {
     let set = |h: &mut axum::http::HeaderMap, name: &'static str, value: &'static str| {
         h.insert(name, HeaderValue::from_static(value));
     };
@@ -317,7 +336,6 @@ async fn security_headers(request: Request, next: Next) -> Response {
     set(h, "x-frame-options", "DENY");
     set(h, "strict-transport-security", "max-age=31536000");
     set(h, "cache-control", "no-store");
-    response
 }
 
 /// One span per request, named by the matched route (never the raw path, which may one day

@@ -43,12 +43,46 @@ pub const TLS_CA_CERT_DAYS: i64 = 20 * 365;
 /// Seconds a certificate's not-before is set back from the time it is made, so that a node or a
 /// phone whose clock is behind (a time zone set wrong is nine hours) still accepts it.
 pub const TLS_CERT_BACKDATE_SECONDS: i64 = 24 * 60 * 60;
-/// Seconds a connection may take to finish its TLS handshake before it is dropped.
+/// Seconds a connection may take to finish its TLS handshake before it is dropped. A phone on a
+/// crowded shelter Wi-Fi needs a few round trips; ten seconds is far beyond that.
 pub const TLS_HANDSHAKE_SECONDS_MAX: u64 = 10;
-/// Seconds open connections get to finish after shutdown starts.
+/// Seconds a connection gets to finish what it is doing once it is asked to close (server
+/// shutdown, or idle): a response being sent completes; then the connection is dropped anyway.
 pub const SHUTDOWN_GRACE_SECONDS_MAX: u64 = 10;
-/// Connections served at once; more wait in the kernel's accept queue.
+/// Connections served at once; more wait in the kernel's accept queue. Each holds a task, TLS
+/// buffers and a file descriptor, so this bounds the node's memory for connections.
 pub const CONNECTIONS_MAX: usize = 1024;
+/// Connections one client address may hold at once; further ones from it are closed before the
+/// TLS handshake. A browser opens at most 6 HTTP/1.1 connections to a host (1 with HTTP/2), so
+/// this leaves room for a phone with a few tabs and the reconnections of a flaky Wi-Fi, or a few
+/// devices behind one NAT. Each phone on the shelter's Wi-Fi has its own address, so one
+/// misbehaving client (or attacker) holds at most this many; it takes
+/// `CONNECTIONS_MAX / CONNECTIONS_PER_ADDRESS_MAX` (64) addresses to fill the server.
+pub const CONNECTIONS_PER_ADDRESS_MAX: usize = 16;
+/// Seconds an HTTP/1.1 request's head (request line and headers) may take to arrive, counted
+/// from when the connection starts waiting for it: after the TLS handshake, or after the previous
+/// response on a kept-alive connection. A head is a few hundred bytes; a client trickling it a
+/// byte at a time (slowloris) is cut off. hyper's `header_read_timeout`, so it also ends an idle
+/// HTTP/1.1 connection this long after its last response.
+pub const REQUEST_HEAD_SECONDS_MAX: u64 = 10;
+/// Seconds a connection (HTTP/1.1 or HTTP/2) may stay open with no request in flight before it
+/// is closed gracefully. Long enough that a page's follow-up requests and a quick next click
+/// reuse the connection; short enough that abandoned or idling clients give their slot back.
+pub const CONNECTION_IDLE_SECONDS_MAX: u64 = 30;
+/// Requests a single HTTP/2 connection may have open at once. A page here needs the page itself
+/// and its stylesheet; browsers queue beyond the limit. hyper's default (200) would let one
+/// connection hold more handlers than a whole shelter uses.
+pub const H2_STREAMS_PER_CONNECTION_MAX: u32 = 16;
+/// Seconds without a frame from an HTTP/2 client before the node pings it, and seconds it waits
+/// for the answer before closing: a phone that left the Wi-Fi mid-request frees its connection.
+pub const H2_KEEP_ALIVE_INTERVAL_SECONDS: u64 = 20;
+pub const H2_KEEP_ALIVE_TIMEOUT_SECONDS: u64 = 10;
+/// Requests being handled at once across the whole server. Beyond it a request is answered 503
+/// at once (load shedding) rather than queued: a queue behind slow handlers only grows the wait
+/// a phone cannot see, and memory with it, while a quick 503 tells staff to retry. Hundreds of
+/// staff each waiting on one page stay well below it; one address cannot reach it alone (see
+/// the assertion below), so a single client holding requests open cannot starve the others.
+pub const REQUESTS_IN_FLIGHT_MAX: usize = 512;
 
 /// Seconds between two checks of the node's time and authorization window while serving: the
 /// longest an expired authorization's data can stay in memory.
@@ -152,3 +186,55 @@ const _: () = assert!(LOGIN_BACKOFF_BASE_SECONDS <= LOGIN_BACKOFF_SECONDS_MAX);
 const _: () = assert!(LOGIN_ATTEMPT_HOLD_SECONDS < LOGIN_LOCKOUT_SECONDS);
 const _: () = assert!(CLOCK_FORWARD_MARGIN_SECONDS < CLOCK_FORWARD_STEP_SECONDS_MAX);
 const _: () = assert!(TLS_NODE_CERT_DAYS < TLS_CA_CERT_DAYS);
+// One address is a small share of the server's connections: at least 64 are needed to fill it.
+const _: () = assert!(CONNECTIONS_PER_ADDRESS_MAX >= 6 && CONNECTIONS_PER_ADDRESS_MAX * 64 <= CONNECTIONS_MAX);
+// Everything one address can have in flight (all its connections HTTP/2, every stream busy)
+// leaves at least half of the server's request slots to everyone else.
+const _: () =
+    assert!(CONNECTIONS_PER_ADDRESS_MAX * H2_STREAMS_PER_CONNECTION_MAX as usize * 2 <= REQUESTS_IN_FLIGHT_MAX);
+// A client gets the whole head limit to send its request before the idle limit could close the
+// connection under it (a head being read is not yet a request in flight).
+const _: () = assert!(REQUEST_HEAD_SECONDS_MAX <= CONNECTION_IDLE_SECONDS_MAX);
+
+/// The connection limits `server::run` enforces, as a value so that tests can shorten the
+/// timeouts. `Default` is what the node serves with: the constants above.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// `CONNECTIONS_MAX`.
+    pub connections_max: usize,
+    /// `CONNECTIONS_PER_ADDRESS_MAX`.
+    pub connections_per_address_max: usize,
+    /// `REQUESTS_IN_FLIGHT_MAX`.
+    pub requests_in_flight_max: usize,
+    /// `H2_STREAMS_PER_CONNECTION_MAX`.
+    pub h2_streams_per_connection_max: u32,
+    /// `TLS_HANDSHAKE_SECONDS_MAX`.
+    pub tls_handshake: std::time::Duration,
+    /// `REQUEST_HEAD_SECONDS_MAX`.
+    pub request_head: std::time::Duration,
+    /// `CONNECTION_IDLE_SECONDS_MAX`.
+    pub connection_idle: std::time::Duration,
+    /// `H2_KEEP_ALIVE_INTERVAL_SECONDS` and `H2_KEEP_ALIVE_TIMEOUT_SECONDS`.
+    pub h2_keep_alive_interval: std::time::Duration,
+    pub h2_keep_alive_timeout: std::time::Duration,
+    /// `SHUTDOWN_GRACE_SECONDS_MAX`.
+    pub shutdown_grace: std::time::Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> ServerLimits {
+        use std::time::Duration;
+        ServerLimits {
+            connections_max: CONNECTIONS_MAX,
+            connections_per_address_max: CONNECTIONS_PER_ADDRESS_MAX,
+            requests_in_flight_max: REQUESTS_IN_FLIGHT_MAX,
+            h2_streams_per_connection_max: H2_STREAMS_PER_CONNECTION_MAX,
+            tls_handshake: Duration::from_secs(TLS_HANDSHAKE_SECONDS_MAX),
+            request_head: Duration::from_secs(REQUEST_HEAD_SECONDS_MAX),
+            connection_idle: Duration::from_secs(CONNECTION_IDLE_SECONDS_MAX),
+            h2_keep_alive_interval: Duration::from_secs(H2_KEEP_ALIVE_INTERVAL_SECONDS),
+            h2_keep_alive_timeout: Duration::from_secs(H2_KEEP_ALIVE_TIMEOUT_SECONDS),
+            shutdown_grace: Duration::from_secs(SHUTDOWN_GRACE_SECONDS_MAX),
+        }
+    }
+}
