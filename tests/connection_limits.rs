@@ -64,12 +64,13 @@ fn loopback(last: u8) -> IpAddr {
 /// A node's TLS identity issued from a fresh central CA; the server config and the CA's path.
 fn identity(dir: &Path) -> (Arc<rustls::ServerConfig>, std::path::PathBuf) {
     let ca = dir.join("ca.pem");
-    tls::generate_ca(&ca, &dir.join("ca.key")).unwrap();
-    let (cert, key) = tls::issue_node_cert(&ca, &dir.join("ca.key"), "n").unwrap();
+    let now = chrono::Utc::now();
+    tls::generate_ca(&ca, &dir.join("ca.key"), now).unwrap();
+    let (cert, key) = tls::issue_node_cert(&ca, &dir.join("ca.key"), "n", now).unwrap();
     std::fs::create_dir_all(dir.join("tls")).unwrap();
     std::fs::write(dir.join("tls/cert.pem"), cert).unwrap();
     std::fs::write(dir.join("tls/key.pem"), key).unwrap();
-    let config = tls::server_config(tls::ensure_server_identity(&dir.join("tls"), "n").unwrap()).unwrap();
+    let config = tls::server_config(tls::ensure_server_identity(&dir.join("tls"), "n", now).unwrap()).unwrap();
     (config, ca)
 }
 
