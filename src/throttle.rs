@@ -344,41 +344,46 @@ mod tests {
     #[tokio::test]
     async fn the_argon2_queue_is_bounded_per_address_and_in_all() {
         let t = Throttle::new();
-        // Hold both hashing threads with work that waits for a signal.
+        // Hold both hashing threads with work that says it started, then waits for a signal.
         let (release, hold) = std::sync::mpsc::channel::<()>();
         let hold = std::sync::Arc::new(Mutex::new(hold));
-        let busy =
-            |t: std::sync::Arc<Throttle>, a: IpAddr, hold: std::sync::Arc<Mutex<std::sync::mpsc::Receiver<()>>>| {
-                tokio::spawn(async move {
-                    t.hash(a, move || {
-                        let _ = hold.lock().unwrap().recv();
-                    })
-                    .await
+        let (started_tx, started) = std::sync::mpsc::channel::<()>();
+        let busy = |a: IpAddr| {
+            let (t, hold, started_tx) = (t.clone(), hold.clone(), started_tx.clone());
+            tokio::spawn(async move {
+                t.hash(a, move || {
+                    let _ = started_tx.send(());
+                    let _ = hold.lock().unwrap().recv();
                 })
-            };
-        let mut running = Vec::new();
-        for _ in 0..LOGIN_IN_FLIGHT_PER_ADDRESS_MAX {
-            running.push(busy(t.clone(), addr(10), hold.clone()));
-        }
-        for _ in 0..10_000 {
-            if t.lock().in_flight.get(&addr(10)) == Some(&LOGIN_IN_FLIGHT_PER_ADDRESS_MAX) {
-                break;
+                .await
+            })
+        };
+        // Polls `done` for up to ten seconds, letting the spawned tasks and threads run.
+        async fn wait_until(mut done: impl FnMut() -> bool) -> bool {
+            for _ in 0..2000 {
+                if done() {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
             }
-            tokio::task::yield_now().await;
+            done()
         }
+        let mut running: Vec<_> = (0..LOGIN_IN_FLIGHT_PER_ADDRESS_MAX).map(|_| busy(addr(10))).collect();
+        let mut seen = 0;
+        assert!(
+            wait_until(|| {
+                seen += started.try_iter().count();
+                seen == LOGIN_IN_FLIGHT_PER_ADDRESS_MAX
+            })
+            .await,
+            "both hashing threads are busy"
+        );
         assert!(matches!(t.hash(addr(10), || ()).await, Err(Held::AddressBusy)), "one address cannot queue more");
         // Fill the rest of the threads and the whole queue from other addresses.
-        for i in 0..(LOGIN_HASHES_CONCURRENT_MAX - LOGIN_IN_FLIGHT_PER_ADDRESS_MAX + LOGIN_HASHES_WAITING_MAX) {
-            running.push(busy(t.clone(), addr(100 + i as u8), hold.clone()));
-        }
-        let waiting = 1 + LOGIN_HASHES_CONCURRENT_MAX - LOGIN_IN_FLIGHT_PER_ADDRESS_MAX + LOGIN_HASHES_WAITING_MAX;
-        for _ in 0..10_000 {
-            if t.lock().in_flight.len() == waiting {
-                break;
-            }
-            tokio::task::yield_now().await;
-        }
-        assert_eq!(t.lock().in_flight.len(), waiting, "every busy sign-in is running or queued");
+        let others = LOGIN_HASHES_CONCURRENT_MAX - LOGIN_IN_FLIGHT_PER_ADDRESS_MAX + LOGIN_HASHES_WAITING_MAX;
+        running.extend((0..others).map(|i| busy(addr(100 + i as u8))));
+        let waiting = 1 + others;
+        assert!(wait_until(|| t.lock().in_flight.len() == waiting).await, "every busy sign-in is running or queued");
         // The queue is full now: the next is turned away at once.
         assert!(matches!(t.hash(addr(200), || ()).await, Err(Held::Overloaded)), "the queue is bounded");
         for _ in 0..running.len() {

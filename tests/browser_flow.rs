@@ -68,6 +68,11 @@ async fn enrol_sign_in_find_open_record_hand_over_and_close() {
     // The coordinator enrols a support worker who has just arrived.
     let coordinator = Browser::start().await;
     coordinator.set_width(PHONE_WIDTH).await;
+    // A mistyped passphrase says how many tries are left before this phone must wait.
+    sign_in(&coordinator, &url, &logins[0].0, "mistyped passphrase").await;
+    assert!(coordinator.page_source().await.contains("あと4回間違えると"));
+    coordinator.assert_accessible().await;
+    coordinator.screenshot("login-wrong").await;
     sign_in(&coordinator, &url, &logins[0].0, &logins[0].1).await;
     coordinator.goto(&format!("{url}manage")).await;
     assert_eq!(coordinator.text("h1").await, "管理");
@@ -157,7 +162,15 @@ async fn enrol_sign_in_find_open_record_hand_over_and_close() {
     let later = (chrono::Utc::now() + chrono::Duration::hours(9 + 73)).format("%Y-%m-%dT%H:%M").to_string();
     coordinator.js("document.getElementById('to').value = arguments[0]; return null", vec![later.into()]).await;
     coordinator.submit("form[action='/manage/clock']").await;
-    assert!(coordinator.page_source().await.contains("時計を"), "the clock moved");
+    // First the question, with both times; the clock moves only on the confirmation.
+    assert_eq!(coordinator.text("h1").await, "時計を進めますか");
+    coordinator.assert_accessible().await;
+    coordinator.screenshot("clock-confirm").await;
+    coordinator.set_width(1280).await;
+    coordinator.screenshot("clock-confirm-wide").await;
+    coordinator.set_width(PHONE_WIDTH).await;
+    coordinator.submit("form[action='/manage/clock']").await;
+    assert!(coordinator.page_source().await.contains("に進めました"), "the clock moved");
     coordinator.goto(&format!("{url}manage/audit")).await;
     assert_eq!(coordinator.text("h1").await, "監査ログ");
     assert!(coordinator.page_source().await.contains("field_event"));
