@@ -28,12 +28,7 @@ fn node(persons: u64, municipalities: &str) -> (Fixture, String) {
     );
     let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{text}");
-    let coordinator = text
-        .split("最初のコーディネーター: 職員ID ")
-        .nth(1)
-        .and_then(|rest| rest.split('（').next())
-        .expect("the first coordinator's id")
-        .to_owned();
+    let coordinator = common::first_coordinator_id(&text);
     ok(&["snapshot", "import", "--dir", "n", "region.kfsnap", "--quiet"], f.dir());
     authorize(&f, municipalities, "a.kfauth");
     (f, coordinator)

@@ -29,12 +29,7 @@ async fn the_first_coordinator_signs_in_without_an_authorization_and_imports_one
     // With no terminal and none given, one is generated and printed once.
     let out =
         common::ok(&["node", "init", "--dir", "n", "--bundle", "n.bundle", "--coordinator", "輪島 調整"], f.dir());
-    let coordinator = out
-        .split("最初のコーディネーター: 職員ID ")
-        .nth(1)
-        .and_then(|rest| rest.split('（').next())
-        .expect("the first coordinator's id printed")
-        .to_owned();
+    let coordinator = common::first_coordinator_id(&out);
     assert!(out.contains(&format!("職員ID {coordinator}（輪島 調整）")), "{out}");
     assert!(kaigo_field::staff::is_staff_id(&coordinator) && !coordinator.starts_with("staff-"), "{coordinator}");
     let passphrase =

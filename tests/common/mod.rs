@@ -303,3 +303,13 @@ pub async fn api_search(
     let response = http.post(format!("{url}api/v1/search")).bearer_auth(token.trim()).json(query).send().await;
     response.expect("the node answers").json().await.expect("a JSON answer")
 }
+
+/// The first coordinator's staff id, as `node init` prints it.
+pub fn first_coordinator_id(init_output: &str) -> String {
+    init_output
+        .split("最初のコーディネーター: 職員ID ")
+        .nth(1)
+        .and_then(|rest| rest.split('（').next())
+        .expect("the first coordinator's id printed")
+        .to_owned()
+}
