@@ -63,7 +63,7 @@ impl Role {
     }
 }
 
-/// Parts of a person record, shown or withheld by role (DESIGN.md §4, the 資料7 sharing table).
+/// Parts of a person record, shown or withheld by role (the sharing table of MHLW 介護保険部会 資料7, 2025-07-28).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Section {
     /// 被保険者証: identifiers, name, birth date, sex.

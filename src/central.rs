@@ -351,6 +351,9 @@ pub fn authorize(
     if req.disaster.trim().is_empty() {
         return Err(CentralError::Authorize("災害名（--disaster）を指定してください".into()));
     }
+    if let Err(bad) = crate::model::text::clean(req.disaster.trim(), false) {
+        return Err(CentralError::Authorize(format!("災害名（--disaster）に{bad}")));
+    }
     if req.municipalities.is_empty() || req.nodes.is_empty() {
         return Err(CentralError::Authorize(
             "市区町村（--municipalities）とノード（--nodes）を1つ以上指定してください".into(),

@@ -424,14 +424,14 @@ pub fn run(cli: Cli) -> Result<()> {
             match node.check_access(clock.as_ref()) {
                 Ok(row) => println!(
                     "有効: {}（{} 連番 {}）{} 〜 {}{}",
-                    row.disaster,
-                    row.id,
+                    crate::model::text::terminal_safe(&row.disaster),
+                    crate::model::text::terminal_safe(&row.id),
                     row.serial,
                     authz::jst(row.not_before),
                     authz::jst(row.not_after),
                     if row.drill { "  訓練" } else { "" }
                 ),
-                Err(denied) => println!("無効: {denied}"),
+                Err(denied) => println!("無効: {}", crate::model::text::terminal_safe(&denied.to_string())),
             }
             Ok(())
         }
@@ -633,14 +633,15 @@ fn print_report(r: &ReadReport) {
     if let Some(e) = r.encoding {
         eprintln!("文字コード: {e}");
     }
+    // A problem may quote what the file holds: shown escaped, never as control characters.
     for p in &r.errors {
-        eprintln!("誤り: {p}");
+        eprintln!("誤り: {}", crate::model::text::terminal_safe(&p.to_string()));
     }
     if r.rows_with_errors as usize > r.errors.len() {
         eprintln!("（ほかにも誤りがあります。表示は先頭 {} 件まで）", r.errors.len());
     }
     for w in &r.warnings {
-        eprintln!("注意: {w}");
+        eprintln!("注意: {}", crate::model::text::terminal_safe(&w.to_string()));
     }
     if r.warning_count as usize > r.warnings.len() {
         eprintln!("（注意はほかに {} 件）", r.warning_count as usize - r.warnings.len());

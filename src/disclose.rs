@@ -1,5 +1,5 @@
 //! What a person's record shows to whom: the purpose staff state before opening it, and the
-//! record cut down to the sections the authorization gives their role (DESIGN.md §4). Pure: the
+//! record cut down to the sections the authorization gives their role. Pure: the
 //! pages and the JSON API both show exactly what `disclose` returns.
 
 use chrono::{Datelike, NaiveDate};

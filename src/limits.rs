@@ -10,7 +10,8 @@ pub const SNAPSHOT_CHUNK_RECORDS_MAX: usize = 2048;
 pub const SNAPSHOT_MANIFEST_BYTES_MAX: usize = 64 * 1024;
 /// One encrypted chunk, compressed, can never be larger than this.
 pub const SNAPSHOT_CHUNK_BYTES_MAX: usize = 16 * 1024 * 1024;
-/// The largest region a snapshot may hold (DESIGN.md §11: up to 1,000,000 people).
+/// The largest region a snapshot may hold: regions of up to 1,000,000 people are served (Tokyo
+/// has about 650,000 certified care recipients), with room to spare.
 pub const SNAPSHOT_RECORDS_MAX: u64 = 2_000_000;
 /// Municipalities in one snapshot (a whole prefecture has at most a few hundred).
 pub const SNAPSHOT_MUNICIPALITIES_MAX: usize = 400;

@@ -321,9 +321,10 @@ pub async fn login(
         })
         .await?;
     let row = found.as_ref().map(|(st, _, _)| st.clone());
-    if let Some((st, _, Claim::Held { until })) = &found {
-        log(&state, NewEntry::new(&st.id, Action::Login, Outcome::Denied, "web login: account resting or busy"))
-            .await?;
+    if let Some((_, _, Claim::Held { until })) = &found {
+        // Not checked, so nothing is known of who asked: summarised, like any knock without a
+        // session (a durable entry each would let anyone who knows an id grow the log).
+        refuse_anonymous(&state, address, "sign-in while the account rests")?;
         let seconds = (*until - now).num_seconds().max(1);
         return Ok(refuse(jar, StatusCode::TOO_MANY_REQUESTS, LoginError::Wait { seconds }));
     }

@@ -531,6 +531,10 @@ async fn control_characters_are_refused_and_never_reach_a_terminal() {
         f.dir(),
     );
     assert!(err.contains("制御文字"), "{err}");
+    let mut args = Fixture::drill_args("n", "172049", "x.kfauth");
+    let disaster = args.iter().position(|a| *a == "--disaster").unwrap() + 1;
+    args[disaster] = "訓練\u{1b}]0;偽\u{7}";
+    assert!(fails(&args, f.dir()).contains("制御文字"), "the central refuses such a disaster name too");
 }
 
 /// Finding 9: an enrolled coordinator could revoke the first coordinator (and there is no

@@ -1,4 +1,4 @@
-//! The person record a snapshot carries (DESIGN.md §4): what is on the 被保険者証, the
+//! The person record a snapshot carries: what is on the 被保険者証, the
 //! 主治医意見書 highlights, the care plan, ADL and equipment. Codes are enums; free text stays text.
 
 use chrono::NaiveDate;
