@@ -325,33 +325,140 @@ pub fn verify(
     node_id: &str,
     key: &NodePublicKey,
 ) -> Result<VerifyReport, Fault> {
-    let Some(first) = entries.first() else {
-        return Err(Fault {
-            seq: 1,
-            what: "記録が1件もありません（消去）。ノードの監査ログは必ず初期設定（node_init）の記録から始まります: \
-                   ログが消されたか、ノードのディレクトリが完全ではありません。中央に連絡してください"
-                .into(),
-        });
-    };
-    if first.seq == 1 && first.action != Action::NodeInit.name() {
-        return Err(Fault {
-            seq: 1,
-            what: format!(
-                "最初の記録が初期設定（node_init）ではなく {} です（先頭の削除・消去後の書き直し）",
-                first.action
-            ),
-        });
+    let mut v = Verifier::new(node_id, key);
+    if entries.is_empty() {
+        // A wiped log says so, whatever checkpoints are left.
+        return v.finish();
     }
-    let mut prev = hex::encode(GENESIS);
-    for (i, e) in entries.iter().enumerate() {
-        let expected_seq = i as u64 + 1;
-        if e.seq != expected_seq {
+    let mut checkpoints = checkpoints.iter().peekable();
+    for e in entries {
+        v.entry(e)?;
+        while let Some(c) = checkpoints.next_if(|c| c.seq <= e.seq) {
+            v.checkpoint(c)?;
+        }
+    }
+    for c in checkpoints {
+        v.checkpoint(c)?;
+    }
+    v.finish()
+}
+
+/// Where a verification may resume: the last checkpoint of a log verified before, with the
+/// epoch it was sealed in. Kept in the store, signed with the node's key, so that a start
+/// verifies only what was written since (`Verifier::resume`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Anchor {
+    pub seq: u64,
+    pub head_hash: String,
+    pub epoch: u64,
+    pub checkpoints: u64,
+}
+
+impl Anchor {
+    fn message(&self, node_id: &str) -> Vec<u8> {
+        [
+            ANCHOR_DOMAIN,
+            node_id.as_bytes(),
+            b"\0",
+            &self.seq.to_le_bytes(),
+            self.head_hash.as_bytes(),
+            b"\0",
+            &self.epoch.to_le_bytes(),
+            &self.checkpoints.to_le_bytes(),
+        ]
+        .concat()
+    }
+
+    /// The anchor a clean verification ends on.
+    pub fn of(report: &VerifyReport) -> Anchor {
+        Anchor {
+            seq: report.entries,
+            head_hash: report.head_hash.clone(),
+            epoch: report.epoch,
+            checkpoints: report.checkpoints,
+        }
+    }
+
+    /// Hex Ed25519 signature by the node.
+    pub fn sign(&self, node_id: &str, secret: &NodeSecretKey) -> String {
+        hex::encode(secret.sign(&self.message(node_id)))
+    }
+
+    pub fn signed_by(&self, node_id: &str, key: &NodePublicKey, signature: &str) -> bool {
+        let signature: Option<[u8; 64]> = hex::decode(signature).ok().and_then(|s| s.try_into().ok());
+        signature.is_some_and(|sig| key.verify(&self.message(node_id), &sig))
+    }
+}
+
+const ANCHOR_DOMAIN: &[u8] = b"kaigo-field/audit-verified/v1\0";
+
+/// `verify` one row at a time: feed entries in `seq` order with `entry`, and each checkpoint with
+/// `checkpoint` once the entry it names has been fed; `finish` checks the end. Holds one hash
+/// and a few numbers, whatever the length of the log, so a node verifies a log of millions of
+/// entries in constant memory.
+pub struct Verifier<'a> {
+    node_id: &'a str,
+    key: &'a NodePublicKey,
+    /// The next entry's number, and the hash it must chain to.
+    next_seq: u64,
+    prev: String,
+    /// The hash of the last entry fed, for the checkpoints that name it.
+    last_hash: Option<(u64, String)>,
+    last_checkpoint: u64,
+    last_epoch: Option<u64>,
+    entries: u64,
+    checkpoints: u64,
+}
+
+impl<'a> Verifier<'a> {
+    /// A verifier for a whole log, from its first entry.
+    pub fn new(node_id: &'a str, key: &'a NodePublicKey) -> Verifier<'a> {
+        Verifier {
+            node_id,
+            key,
+            next_seq: 1,
+            prev: hex::encode(GENESIS),
+            last_hash: None,
+            last_checkpoint: 0,
+            last_epoch: None,
+            entries: 0,
+            checkpoints: 0,
+        }
+    }
+
+    /// A verifier that continues after `anchor`: feed the entries and checkpoints after its
+    /// `seq`. What came before was verified when the anchor was made; a change to it since is
+    /// found by a full verification, not by this one.
+    pub fn resume(node_id: &'a str, key: &'a NodePublicKey, anchor: &Anchor) -> Verifier<'a> {
+        Verifier {
+            next_seq: anchor.seq + 1,
+            prev: anchor.head_hash.clone(),
+            last_hash: Some((anchor.seq, anchor.head_hash.clone())),
+            last_checkpoint: anchor.seq,
+            last_epoch: Some(anchor.epoch),
+            entries: anchor.seq,
+            checkpoints: anchor.checkpoints,
+            ..Verifier::new(node_id, key)
+        }
+    }
+
+    pub fn entry(&mut self, e: &Entry) -> Result<(), Fault> {
+        if e.seq == 1 && e.action != Action::NodeInit.name() {
             return Err(Fault {
-                seq: expected_seq,
+                seq: 1,
+                what: format!(
+                    "最初の記録が初期設定（node_init）ではなく {} です（先頭の削除・消去後の書き直し）",
+                    e.action
+                ),
+            });
+        }
+        if e.seq != self.next_seq {
+            return Err(Fault {
+                seq: self.next_seq,
                 what: format!("番号が {} になっています（抜け・挿入・並べ替え）", e.seq),
             });
         }
-        if e.prev_hash != prev {
+        if e.prev_hash != self.prev {
             return Err(Fault {
                 seq: e.seq,
                 what: "前の記録のハッシュとつながっていません（削除・挿入・並べ替え）".into(),
@@ -362,15 +469,18 @@ pub fn verify(
                 seq: e.seq, what: "内容がハッシュと一致しません（書き換え）".into()
             });
         }
-        prev = e.hash.clone();
+        self.prev = e.hash.clone();
+        self.last_hash = Some((e.seq, e.hash.clone()));
+        self.next_seq += 1;
+        self.entries = e.seq;
+        Ok(())
     }
-    let mut last_checkpoint = 0;
-    let mut last_epoch: Option<u64> = None;
-    for c in checkpoints {
-        if c.seq < last_checkpoint {
+
+    pub fn checkpoint(&mut self, c: &Checkpoint) -> Result<(), Fault> {
+        if c.seq < self.last_checkpoint {
             return Err(Fault { seq: c.seq, what: "チェックポイントの順序が不正です".into() });
         }
-        last_checkpoint = c.seq;
+        self.last_checkpoint = c.seq;
         let Some(seal) = &c.seal else {
             return Err(Fault {
                 seq: c.seq,
@@ -379,14 +489,14 @@ pub fn verify(
         };
         // The epoch rule: a legitimate writer starts at 0 and moves the key one step at a time,
         // always before the checkpoint that first uses it.
-        let allowed = match last_epoch {
+        let allowed = match self.last_epoch {
             None => seal.epoch == 0,
             Some(e) => seal.epoch == e || seal.epoch == e + 1,
         };
         if !allowed {
             return Err(Fault {
                 seq: c.seq,
-                what: match last_epoch {
+                what: match self.last_epoch {
                     None => format!(
                         "最初のチェックポイントの封印の期が 0 ではなく {} です（消去後の書き直し・先頭の削除）",
                         seal.epoch
@@ -398,26 +508,26 @@ pub fn verify(
                 },
             });
         }
-        last_epoch = Some(seal.epoch);
+        self.last_epoch = Some(seal.epoch);
         let signature: Option<[u8; 64]> = hex::decode(&c.signature).ok().and_then(|s| s.try_into().ok());
-        let message = checkpoint_message(node_id, c.seq, &c.head_hash, &c.wall_time, seal.epoch);
-        let signed = signature.is_some_and(|sig| key.verify(&message, &sig));
-        if !signed {
+        let message = checkpoint_message(self.node_id, c.seq, &c.head_hash, &c.wall_time, seal.epoch);
+        if !signature.is_some_and(|sig| self.key.verify(&message, &sig)) {
             return Err(Fault {
                 seq: c.seq, what: "チェックポイントの署名が正しくありません".into()
             });
         }
-        match entries.get((c.seq as usize).wrapping_sub(1)) {
-            Some(e) if e.hash == c.head_hash => {}
-            Some(_) => {
+        match &self.last_hash {
+            Some((seq, hash)) if *seq == c.seq && *hash == c.head_hash => {}
+            Some((seq, _)) if *seq == c.seq => {
                 return Err(Fault {
                     seq: c.seq,
                     what: "署名されたチェックポイントとハッシュが一致しません（書き換え・切り詰め後の追記）".into(),
                 });
             }
-            None => {
+            // A checkpoint names an entry that was not fed before it: there is no such entry.
+            _ => {
                 return Err(Fault {
-                    seq: entries.len() as u64 + 1,
+                    seq: self.entries + 1,
                     what: format!(
                         "署名されたチェックポイントは {} 番まであるのに、記録がありません（切り詰め）",
                         c.seq
@@ -425,21 +535,34 @@ pub fn verify(
                 });
             }
         }
+        self.checkpoints += 1;
+        Ok(())
     }
-    if let Some(last) = entries.last() {
-        if last_checkpoint < last.seq {
+
+    /// The end of the log: it is not empty, and every entry is covered by a checkpoint.
+    pub fn finish(self) -> Result<VerifyReport, Fault> {
+        if self.entries == 0 {
             return Err(Fault {
-                seq: last_checkpoint + 1,
+                seq: 1,
+                what:
+                    "記録が1件もありません（消去）。ノードの監査ログは必ず初期設定（node_init）の記録から始まります: \
+                       ログが消されたか、ノードのディレクトリが完全ではありません。中央に連絡してください"
+                        .into(),
+            });
+        }
+        if self.last_checkpoint < self.entries {
+            return Err(Fault {
+                seq: self.last_checkpoint + 1,
                 what: "署名されたチェックポイントのない記録があります".into(),
             });
         }
+        Ok(VerifyReport {
+            entries: self.entries,
+            checkpoints: self.checkpoints,
+            head_hash: self.prev,
+            epoch: self.last_epoch.unwrap_or(0),
+        })
     }
-    Ok(VerifyReport {
-        entries: entries.len() as u64,
-        checkpoints: checkpoints.len() as u64,
-        head_hash: prev,
-        epoch: last_epoch.unwrap_or(0),
-    })
 }
 
 /// What the central checks when a node's log comes back: everything `verify` checks, every

@@ -854,7 +854,8 @@ fn serve(dir: &NodeDir, listen: SocketAddr, clock: SharedClock, banner: Option<&
     let node = Node::open(dir)?;
     let secret = Arc::new(open_secret(&node)?);
     // A log that does not verify cannot vouch for anything served from here on: refuse to start.
-    if let Err(fault) = node.verify_audit()? {
+    // What was written since the last start is verified (the whole log: `audit verify`).
+    if let Err(fault) = node.verify_audit_at_start(&secret)? {
         bail!(
             "{fault}。監査ログが改ざん・破損しているため起動しません。`kaigo-field audit verify` で確認し、中央に連絡してください"
         );

@@ -17,7 +17,9 @@ use crate::clock::Clock;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroize;
 
-use crate::audit::{self, Action, AuditError, ChainWriter, Fault, HeadSeal, NewEntry, Outcome, VerifyReport};
+use crate::audit::{
+    self, Action, Anchor, AuditError, ChainWriter, Fault, HeadSeal, NewEntry, Outcome, Verifier, VerifyReport,
+};
 use crate::authz::Refusal;
 use crate::keys::{
     AuditSealKey, CentralPublicKey, KeyError, NodePublicKey, NodeSecretKey, SealState, UnwrapError, create_private_dir,
@@ -161,6 +163,24 @@ pub struct Bundle {
 /// What the central signs to vouch for a node's public keys.
 pub fn node_key_message(node_id: &str, public_text: &str) -> Vec<u8> {
     [b"kaigo-field/node-keys/v1\0".as_slice(), node_id.as_bytes(), b"\0", public_text.as_bytes()].concat()
+}
+
+/// `node_meta` keys of the audit verification anchor and its signature
+/// (`Node::verify_audit_at_start`).
+const AUDIT_ANCHOR: &str = "audit_anchor";
+const AUDIT_ANCHOR_SIGNATURE: &str = "audit_anchor_signature";
+
+fn anchor_text(a: &Anchor) -> String {
+    format!("{} {} {} {}", a.seq, a.head_hash, a.epoch, a.checkpoints)
+}
+
+fn anchor_parse(text: &str) -> Option<Anchor> {
+    let mut parts = text.split(' ');
+    let seq = parts.next()?.parse().ok()?;
+    let head_hash = parts.next()?.to_owned();
+    let epoch = parts.next()?.parse().ok()?;
+    let checkpoints = parts.next()?.parse().ok()?;
+    Some(Anchor { seq, head_hash, epoch, checkpoints })
 }
 
 /// `node_meta` key of `Node::central_time_seen`.
@@ -344,11 +364,87 @@ impl Node {
     /// the chain, signatures, the epoch rule) with its (central-vouched) public key, and that
     /// the seal state file is there and not ahead of the log by more than the one step a crash
     /// can leave. The seals themselves only the central can check (`audit::verify_sealed`).
+    /// Streams the log in one read transaction: constant memory, and no false alarm from a
+    /// writer committing meanwhile.
     pub fn verify_audit(&self) -> Result<Result<VerifyReport, Fault>, NodeError> {
+        self.verify_audit_after(None)
+    }
+
+    /// What a start verifies: only what was written since the anchor a previous start left
+    /// (kept in the store, signed with the node's key), then a new anchor at the head. Time and
+    /// memory do not grow with the log. Without a valid anchor, the whole log. A change to
+    /// entries before the anchor is found by `verify_audit` (`audit verify`), not here.
+    pub fn verify_audit_at_start(&self, secret: &NodeSecretKey) -> Result<Result<VerifyReport, Fault>, NodeError> {
         let key = self.public_key()?;
-        let entries = self.store.audit_entries(1)?;
-        let checkpoints = self.store.audit_checkpoints()?;
-        let report = match audit::verify(&entries, &checkpoints, &self.info.node_id, &key) {
+        let anchor = self.audit_anchor(&key)?;
+        let report = match self.verify_audit_after(anchor.as_ref())? {
+            Ok(report) => report,
+            Err(fault) => return Ok(Err(fault)),
+        };
+        let next = Anchor::of(&report);
+        self.store.set_meta(AUDIT_ANCHOR, &anchor_text(&next))?;
+        self.store.set_meta(AUDIT_ANCHOR_SIGNATURE, &next.sign(&self.info.node_id, secret))?;
+        Ok(Ok(report))
+    }
+
+    /// The anchor a previous start left, if it is there and signed by this node.
+    fn audit_anchor(&self, key: &NodePublicKey) -> Result<Option<Anchor>, NodeError> {
+        let (Some(text), Some(signature)) = (self.store.meta(AUDIT_ANCHOR)?, self.store.meta(AUDIT_ANCHOR_SIGNATURE)?)
+        else {
+            return Ok(None);
+        };
+        let anchor = anchor_parse(&text).filter(|a| a.signed_by(&self.info.node_id, key, &signature));
+        if anchor.is_none() {
+            tracing::warn!("the audit log's verification anchor is not signed by this node; verifying the whole log");
+        }
+        Ok(anchor)
+    }
+
+    fn verify_audit_after(&self, anchor: Option<&Anchor>) -> Result<Result<VerifyReport, Fault>, NodeError> {
+        let key = self.public_key()?;
+        let node_id = self.info.node_id.as_str();
+        let after = anchor.map_or(0, |a| a.seq);
+        let verified = self.store.audit_stream(after, |at_anchor, entries, checkpoints| {
+            let mut v = match anchor {
+                Some(a) => {
+                    if at_anchor.as_deref() != Some(a.head_hash.as_str()) {
+                        return Ok(Err(Fault {
+                            seq: a.seq,
+                            what: format!(
+                                "前回の起動時に確かめた {} 番の記録が、なくなったか変わっています（切り詰め・書き換え）",
+                                a.seq
+                            ),
+                        }));
+                    }
+                    Verifier::resume(node_id, &key, a)
+                }
+                None => Verifier::new(node_id, &key),
+            };
+            let mut checkpoints = checkpoints.peekable();
+            let mut fed = 0u64;
+            for e in entries {
+                let e = e?;
+                if let Err(fault) = v.entry(&e) {
+                    return Ok(Err(fault));
+                }
+                fed += 1;
+                while let Some(c) = checkpoints.next_if(|c| c.as_ref().map_or(true, |c| c.seq <= e.seq)) {
+                    if let Err(fault) = v.checkpoint(&c?) {
+                        return Ok(Err(fault));
+                    }
+                }
+            }
+            // A wiped log says so, whatever checkpoints are left.
+            if fed > 0 || anchor.is_some() {
+                for c in checkpoints {
+                    if let Err(fault) = v.checkpoint(&c?) {
+                        return Ok(Err(fault));
+                    }
+                }
+            }
+            Ok::<_, StoreError>(v.finish())
+        })??;
+        let report = match verified {
             Ok(r) => r,
             Err(fault) => return Ok(Err(fault)),
         };

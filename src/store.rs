@@ -655,6 +655,38 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Hands `f` the entries after `after` and the checkpoints after `after`, each in `seq`
+    /// order, read row by row inside one read transaction: a verification sees one consistent
+    /// state of the log however long it takes and whatever a writer commits meanwhile, and holds
+    /// one row at a time, however long the log. Also the hash of entry `after` as it is now (if
+    /// `after` > 0), for a verification that resumes there.
+    pub fn audit_stream<T>(
+        &self,
+        after: u64,
+        f: impl FnOnce(Option<String>, AuditRows<'_, Entry>, AuditRows<'_, Checkpoint>) -> T,
+    ) -> Result<T, StoreError> {
+        let tx = self.conn.unchecked_transaction()?;
+        let at_anchor: Option<String> = if after == 0 {
+            None
+        } else {
+            tx.query_row("SELECT hash FROM audit WHERE seq = ?1", [after as i64], |r| r.get(0)).optional()?
+        };
+        let mut entries = tx.prepare(&format!("SELECT {AUDIT_COLUMNS} FROM audit WHERE seq > ?1 ORDER BY seq"))?;
+        let mut checkpoints =
+            tx.prepare(&format!("SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoint WHERE seq > ?1 ORDER BY seq"))?;
+        let entry_rows = entries.query_map([after as i64], audit_entry)?;
+        let checkpoint_rows = checkpoints.query_map([after as i64], audit_checkpoint)?;
+        let out = f(
+            at_anchor,
+            Box::new(entry_rows.map(|r| r.map_err(StoreError::from))),
+            Box::new(checkpoint_rows.map(|r| r.map_err(StoreError::from))),
+        );
+        drop(entries);
+        drop(checkpoints);
+        tx.commit()?;
+        Ok(out)
+    }
+
     /// The newest checkpoint: where the writer takes the seal epoch from.
     pub fn audit_last_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
         Ok(self
@@ -672,6 +704,9 @@ impl Store {
         Ok(self.conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?)
     }
 }
+
+/// Rows of the audit log as `Store::audit_stream` hands them out, one at a time.
+pub type AuditRows<'a, T> = Box<dyn Iterator<Item = Result<T, StoreError>> + 'a>;
 
 /// Whether a sign-in may be checked now (`Store::claim_login`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
