@@ -773,46 +773,49 @@ impl ChainWriter {
     /// Appends `batch` durably; returns the receipts in order. On error no entry was written
     /// (the seal key may have moved on by one epoch, which is harmless).
     pub fn append(&self, store: &mut Store, batch: &[NewEntry]) -> Result<Vec<Receipt>, AuditError> {
-        // The head first, then the seal state: a state read after the head is never older than
-        // the checkpoint at that head, whoever wrote it.
-        let (mut seq, mut prev) = store.audit_head()?.unwrap_or((0, hex::encode(GENESIS)));
-        let last_epoch = match store.audit_last_checkpoint()? {
-            Some(c) => Some(c.seal.ok_or(AuditError::Unsealed)?.epoch),
-            None => None,
-        };
-        let now: DateTime<Utc> = self.clock.now() + chrono::Duration::seconds(store.trusted_time()?.offset_seconds);
-        let seal = self.seal_state(last_epoch, now)?;
-        let wall_time = now.to_rfc3339_opts(SecondsFormat::Millis, true);
-        let mono_ms = self.started.elapsed().as_millis() as u64;
-        let mut entries = Vec::with_capacity(batch.len());
-        for n in batch {
-            seq += 1;
-            let mut e = Entry {
-                seq,
-                wall_time: wall_time.clone(),
-                mono_ms,
-                boot_id: self.boot_id.clone(),
-                operator: n.operator.clone(),
-                facility: n.facility.clone(),
-                role: n.role.map(|r| r.name().to_owned()),
-                action: n.action.name(),
-                subjects: n.subjects.iter().map(|p| p.as_str().to_owned()).collect(),
-                query_hash: n.query_hash.map(hex::encode),
-                purpose: n.purpose.clone(),
-                outcome: n.outcome.name().to_owned(),
-                detail: n.detail.clone(),
-                prev_hash: prev.clone(),
-                hash: String::new(),
+        // Everything is read inside the write transaction: the head, then the seal state (a
+        // state read after the head is never older than the checkpoint at that head), so two
+        // writers (the server's, a command's) take turns and never chain to the same head.
+        store.append_audit_with(|store| {
+            let (mut seq, mut prev) = store.audit_head()?.unwrap_or((0, hex::encode(GENESIS)));
+            let last_epoch = match store.audit_last_checkpoint()? {
+                Some(c) => Some(c.seal.ok_or(AuditError::Unsealed)?.epoch),
+                None => None,
             };
-            e.hash = e.compute_hash();
-            // The chain is asserted where it is written, as `verify` checks it where it is read.
-            assert_eq!(e.prev_hash, prev, "entry chained to the head");
-            prev = e.hash.clone();
-            entries.push(e);
-        }
-        let checkpoint = make_checkpoint(&self.node_id, seq, prev, wall_time, &self.secret, seal.epoch, seal.key());
-        store.append_audit(&entries, &checkpoint)?;
-        Ok(entries.iter().map(|e| Receipt { seq: e.seq }).collect())
+            let now: DateTime<Utc> = self.clock.now() + chrono::Duration::seconds(store.trusted_time()?.offset_seconds);
+            let seal = self.seal_state(last_epoch, now)?;
+            let wall_time = now.to_rfc3339_opts(SecondsFormat::Millis, true);
+            let mono_ms = self.started.elapsed().as_millis() as u64;
+            let mut entries = Vec::with_capacity(batch.len());
+            for n in batch {
+                seq += 1;
+                let mut e = Entry {
+                    seq,
+                    wall_time: wall_time.clone(),
+                    mono_ms,
+                    boot_id: self.boot_id.clone(),
+                    operator: n.operator.clone(),
+                    facility: n.facility.clone(),
+                    role: n.role.map(|r| r.name().to_owned()),
+                    action: n.action.name(),
+                    subjects: n.subjects.iter().map(|p| p.as_str().to_owned()).collect(),
+                    query_hash: n.query_hash.map(hex::encode),
+                    purpose: n.purpose.clone(),
+                    outcome: n.outcome.name().to_owned(),
+                    detail: n.detail.clone(),
+                    prev_hash: prev.clone(),
+                    hash: String::new(),
+                };
+                e.hash = e.compute_hash();
+                // The chain is asserted where it is written, as `verify` checks it where it is read.
+                assert_eq!(e.prev_hash, prev, "entry chained to the head");
+                prev = e.hash.clone();
+                entries.push(e);
+            }
+            let checkpoint = make_checkpoint(&self.node_id, seq, prev, wall_time, &self.secret, seal.epoch, seal.key());
+            let receipts = entries.iter().map(|e| Receipt { seq: e.seq }).collect();
+            Ok((entries, checkpoint, receipts))
+        })
     }
 }
 

@@ -581,7 +581,34 @@ impl Store {
     /// Appends entries and their checkpoint in one transaction; with `synchronous=FULL` the
     /// commit returns only once it is on disk.
     pub fn append_audit(&mut self, entries: &[Entry], checkpoint: &Checkpoint) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
+        self.append_audit_with(|_| Ok::<_, StoreError>((entries.to_vec(), checkpoint.clone(), ())))
+    }
+
+    /// Appends what `build` makes, in one write transaction begun before `build` reads anything
+    /// (`BEGIN IMMEDIATE`): the head it chains to is the head when it commits, whoever else
+    /// writes the log (the server's writer, a command run beside it). Nothing is written if
+    /// `build` or the commit fails.
+    pub fn append_audit_with<T, E: From<StoreError>>(
+        &mut self,
+        build: impl FnOnce(&Store) -> Result<(Vec<Entry>, Checkpoint, T), E>,
+    ) -> Result<T, E> {
+        self.conn.execute_batch("BEGIN IMMEDIATE").map_err(StoreError::from)?;
+        let result = build(self).and_then(|(entries, checkpoint, out)| {
+            self.insert_audit(&entries, &checkpoint)?;
+            self.conn.execute_batch("COMMIT").map_err(StoreError::from)?;
+            Ok(out)
+        });
+        if result.is_err() && !self.conn.is_autocommit() {
+            // Nothing of the batch may stay half-written; a failed rollback leaves the
+            // connection unusable, which the next statement reports.
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        result
+    }
+
+    /// The inserts of `append_audit_with`, inside its transaction.
+    fn insert_audit(&self, entries: &[Entry], checkpoint: &Checkpoint) -> Result<(), StoreError> {
+        let tx = &self.conn;
         {
             let mut insert = tx.prepare_cached(&format!(
                 "INSERT INTO audit ({AUDIT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
@@ -619,7 +646,6 @@ impl Store {
                 ],
             )?;
         }
-        tx.commit()?;
         Ok(())
     }
 

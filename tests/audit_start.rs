@@ -137,3 +137,36 @@ fn verifying_while_a_writer_commits_raises_no_false_alarm() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     assert!(writer.join().unwrap() > 0, "the writer committed while the log was verified");
 }
+
+/// Finding (reliability 2): the writer read the head outside its write transaction, so a
+/// command beside the serving node's writer failed with `UNIQUE constraint failed: audit.seq`.
+/// Two writers on their own connections now take turns: every batch lands, the log verifies.
+#[test]
+fn two_writers_take_turns_and_never_chain_to_the_same_head() {
+    let (_f, dir) = node_with_entries(1);
+    let before = Node::open(&dir).unwrap().store.audit_head().unwrap().unwrap().0;
+    let writers: Vec<_> = (0..2)
+        .map(|_| {
+            let root = dir.root.clone();
+            std::thread::spawn(move || {
+                let mut node = Node::open(&NodeDir::new(&root)).unwrap();
+                let secret = Arc::new(node.secret_key(None).unwrap());
+                let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+                let mut failed = 0;
+                for _ in 0..150 {
+                    let batch = [NewEntry::new("K7QM-3XDA", Action::View, Outcome::Ok, "record")];
+                    if let Err(e) = node.audit(secret.clone(), clock.clone(), &batch) {
+                        eprintln!("{e}");
+                        failed += 1;
+                    }
+                }
+                failed
+            })
+        })
+        .collect();
+    let failed: usize = writers.into_iter().map(|w| w.join().unwrap()).sum();
+    assert_eq!(failed, 0, "no batch failed for a race");
+    let node = Node::open(&dir).unwrap();
+    let report = node.verify_audit().unwrap().expect("the log verifies");
+    assert_eq!(report.entries, before + 300);
+}
