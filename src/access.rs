@@ -78,6 +78,23 @@ async fn record(state: &AppState, entry: NewEntry) -> Result<Receipt, Refused> {
     })
 }
 
+/// Records the entry of an access to personal data, stamped against the window of the
+/// authorization that opened it: an entry whose own time is at or after not-after is written as
+/// refused, and nothing is answered (the window is checked at the moment of the entry, not only
+/// when the request began).
+async fn record_in_window(state: &AppState, open: &OpenData, mut entry: NewEntry) -> Result<Receipt, Refused> {
+    entry.valid_until = Some(open.authorization.not_after());
+    let receipt = record(state, entry).await?;
+    if receipt.late() {
+        return Err(Refused::Closed(format!(
+            "災害認可（{}）の期間が終わりました（{} まで）。必要なら中央に延長を依頼してください",
+            open.authorization.disaster,
+            crate::authz::jst(open.authorization.not_after())
+        )));
+    }
+    Ok(receipt)
+}
+
 /// The open data for this operator, or why not (logged with who asked). The only way handlers
 /// reach `OpenData`, which only `Gate::access` makes.
 pub async fn open_data(state: &AppState, op: &Operator, channel: &str) -> Result<Arc<OpenData>, Refused> {
@@ -190,7 +207,7 @@ pub async fn search(
     );
     entry.subjects = candidates.iter().filter_map(|c| PersonId::parse(&c.person_id).ok()).collect();
     entry.query_hash = Some(query_hash);
-    let receipt = record(state, entry).await?;
+    let receipt = record_in_window(state, open, entry).await?;
     let found =
         Found { verdict: outcome.verdict, message: crate::disclose::verdict_message(outcome.verdict), candidates };
     Ok((found, receipt))
@@ -306,7 +323,10 @@ pub async fn open_person(
         }
     }
     let detail = format!("{channel}: sections {}", disclosed.sections.join(","));
-    let receipt = record_entry(state, op, action, Outcome::Ok, id, Some(purpose), &detail).await?;
+    let mut entry = op.entry(action, Outcome::Ok, detail);
+    entry.subjects = vec![id.clone()];
+    entry.purpose = Some(purpose.label());
+    let receipt = record_in_window(state, open, entry).await?;
     Ok((PersonView { purpose: purpose.label(), record: disclosed, events, unreadable_events: unreadable }, receipt))
 }
 
@@ -342,8 +362,9 @@ pub async fn record_event(
     }
     // The entry first: an event on disk always has its entry. If storing then fails, a second
     // entry says so.
-    let receipt =
-        record_entry(state, op, Action::FieldEvent, Outcome::Ok, id, None, &format!("{channel}: field event")).await?;
+    let mut entry = op.entry(Action::FieldEvent, Outcome::Ok, format!("{channel}: field event"));
+    entry.subjects = vec![id.clone()];
+    let receipt = record_in_window(state, open, entry).await?;
     let (open2, op2, id2) = (open.clone(), op.clone(), id.clone());
     let stored = state
         .with_node(move |node, s| -> Result<i64, String> {

@@ -100,6 +100,11 @@ impl Outcome {
 /// An entry as a caller asks for it; the log adds sequence, times and hashes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewEntry {
+    /// The end of the window the access is allowed in (an authorization's not-after). The
+    /// entry's own time is the time the access is decided at: if the writer stamps it at or
+    /// after this, the entry is written as refused and its `Receipt` says so, so no answer goes
+    /// out later than its window, however long the request waited.
+    pub valid_until: Option<DateTime<Utc>>,
     /// Who: a staff id, "coordinator" for commands run on the node, "anonymous" for a browser
     /// that has not signed in, "node" for the node itself.
     pub operator: String,
@@ -120,6 +125,7 @@ pub struct NewEntry {
 impl NewEntry {
     pub fn new(operator: &str, action: Action, outcome: Outcome, detail: impl Into<String>) -> NewEntry {
         NewEntry {
+            valid_until: None,
             operator: operator.to_owned(),
             facility: None,
             role: None,
@@ -670,11 +676,19 @@ pub enum AuditError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Receipt {
     seq: u64,
+    /// The entry was stamped at or after its `valid_until`, and written as refused.
+    late: bool,
 }
 
 impl Receipt {
     pub fn seq(self) -> u64 {
         self.seq
+    }
+
+    /// Whether the access this entry records came too late for its window (see
+    /// `NewEntry::valid_until`): then nothing may be answered.
+    pub fn late(self) -> bool {
+        self.late
     }
 }
 
@@ -787,8 +801,16 @@ impl ChainWriter {
             let wall_time = now.to_rfc3339_opts(SecondsFormat::Millis, true);
             let mono_ms = self.started.elapsed().as_millis() as u64;
             let mut entries = Vec::with_capacity(batch.len());
+            let mut late = Vec::with_capacity(batch.len());
             for n in batch {
                 seq += 1;
+                let too_late = n.valid_until.is_some_and(|until| now >= until);
+                late.push(too_late);
+                let (outcome, detail) = if too_late {
+                    (Outcome::Denied, format!("{} (refused: the window ended before this entry)", n.detail))
+                } else {
+                    (n.outcome, n.detail.clone())
+                };
                 let mut e = Entry {
                     seq,
                     wall_time: wall_time.clone(),
@@ -801,8 +823,8 @@ impl ChainWriter {
                     subjects: n.subjects.iter().map(|p| p.as_str().to_owned()).collect(),
                     query_hash: n.query_hash.map(hex::encode),
                     purpose: n.purpose.clone(),
-                    outcome: n.outcome.name().to_owned(),
-                    detail: n.detail.clone(),
+                    outcome: outcome.name().to_owned(),
+                    detail,
                     prev_hash: prev.clone(),
                     hash: String::new(),
                 };
@@ -813,7 +835,7 @@ impl ChainWriter {
                 entries.push(e);
             }
             let checkpoint = make_checkpoint(&self.node_id, seq, prev, wall_time, &self.secret, seal.epoch, seal.key());
-            let receipts = entries.iter().map(|e| Receipt { seq: e.seq }).collect();
+            let receipts = entries.iter().zip(late).map(|(e, late)| Receipt { seq: e.seq, late }).collect();
             Ok((entries, checkpoint, receipts))
         })
     }
@@ -936,6 +958,36 @@ mod tests {
     use super::*;
 
     const NODE: &str = "n1";
+
+    #[test]
+    fn an_access_stamped_at_or_after_its_window_is_written_as_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("node.db")).unwrap();
+        let seal = dir.path().join("audit-seal.key");
+        let start = DateTime::from_timestamp(1_790_000_000, 0).unwrap();
+        SealState::genesis(AuditSealKey::generate(), start).save(&seal).unwrap();
+        let clock = crate::clock::ManualClock::new(start);
+        let writer = ChainWriter::new(
+            NODE,
+            std::sync::Arc::new(NodeSecretKey::generate()),
+            &seal,
+            std::sync::Arc::new(clock.clone()),
+        );
+        writer.append(&mut store, &[NewEntry::new("node", Action::NodeInit, Outcome::Ok, "provisioned")]).unwrap();
+        let until = start + chrono::Duration::seconds(10);
+        let view =
+            |valid_until| NewEntry { valid_until, ..NewEntry::new("K7QM-3XDA", Action::View, Outcome::Ok, "web") };
+        let inside = writer.append(&mut store, &[view(Some(until))]).unwrap();
+        assert!(!inside[0].late());
+        // The request waited: by the time its entry is stamped the window is over.
+        clock.advance(chrono::Duration::seconds(10));
+        let late = writer.append(&mut store, &[view(Some(until)), view(None)]).unwrap();
+        assert!(late[0].late() && !late[1].late());
+        let written = store.audit_entries(late[0].seq()).unwrap();
+        assert_eq!(written[0].outcome, "denied");
+        assert!(written[0].detail.contains("window ended"), "{}", written[0].detail);
+        assert_eq!(written[1].outcome, "ok");
+    }
 
     /// A log as the writer makes it, in memory: two entries per checkpoint, the node's init first.
     struct Log {
