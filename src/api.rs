@@ -126,6 +126,29 @@ pub struct RateLimiter {
 }
 
 impl RateLimiter {
+    /// A limiter that goes on counting the searches the audit log shows in the last window:
+    /// (operator, seconds ago) per search. A restart does not give anyone a fresh allowance.
+    pub fn seeded(searches: impl IntoIterator<Item = (String, f64)>) -> RateLimiter {
+        let limiter = RateLimiter::default();
+        let window = Duration::from_secs(SEARCH_RATE_WINDOW_SECONDS);
+        {
+            let mut recent = limiter.recent.lock().unwrap_or_else(|e| e.into_inner());
+            let now = Instant::now();
+            for (operator, ago) in searches {
+                let ago = Duration::from_secs_f64(ago.max(0.0));
+                if ago < window {
+                    if let Some(at) = now.checked_sub(ago) {
+                        recent.entry(operator).or_default().push_back(at);
+                    }
+                }
+            }
+            for q in recent.values_mut() {
+                q.make_contiguous().sort();
+            }
+        }
+        limiter
+    }
+
     /// Whether `operator` may search now; records the attempt if so.
     pub fn allow(&self, operator: &str) -> bool {
         let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());

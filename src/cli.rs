@@ -866,6 +866,7 @@ fn serve(dir: &NodeDir, listen: SocketAddr, clock: SharedClock, banner: Option<&
         CommitMode::Group,
     ));
     let drill = node.current_manifest()?.is_some_and(|(_, m)| m.synthetic);
+    let rate = search_rate_from_log(&node, clock.as_ref())?;
     let identity = tls::ensure_server_identity(&dir.tls(), &node.info.node_id, node.now(clock.as_ref())?)?;
     let fingerprint = identity.fingerprint.clone();
     let config = tls::server_config(identity)?;
@@ -894,7 +895,7 @@ fn serve(dir: &NodeDir, listen: SocketAddr, clock: SharedClock, banner: Option<&
             fingerprint,
             url: url.clone(),
             drill: Arc::new(std::sync::atomic::AtomicBool::new(drill)),
-            rate: Arc::new(crate::api::RateLimiter::default()),
+            rate: Arc::new(rate),
             throttle: crate::throttle::Throttle::new(),
         };
         let shutdown = CancellationToken::new();
@@ -914,6 +915,18 @@ fn serve(dir: &NodeDir, listen: SocketAddr, clock: SharedClock, banner: Option<&
         println!("停止しました。");
         Ok(())
     })
+}
+
+/// The per-operator search counts of the last window, from the audit log, so that a restart
+/// gives nobody a fresh allowance.
+fn search_rate_from_log(node: &Node, clock: &dyn crate::clock::Clock) -> Result<crate::api::RateLimiter> {
+    let now = node.now(clock)?;
+    let since = now - chrono::Duration::seconds(crate::limits::SEARCH_RATE_WINDOW_SECONDS as i64);
+    let searches = node.store.searches_since(&since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))?;
+    Ok(crate::api::RateLimiter::seeded(searches.into_iter().filter_map(|(operator, at)| {
+        let at = DateTime::parse_from_rfc3339(&at).ok()?.with_timezone(&Utc);
+        Some((operator, (now - at).num_milliseconds() as f64 / 1000.0))
+    })))
 }
 
 fn demo(args: DemoArgs, clock: SharedClock) -> Result<()> {

@@ -340,8 +340,13 @@ impl Gate {
                 return Err(denied);
             }
         };
-        if let Some(data) = open.as_ref() {
-            if data.authorization.id == row.id && data.authorization.serial == row.serial {
+        // The open data stands for one authorization over one snapshot file: a newer serial, or
+        // a snapshot imported while serving, reopens it (or refuses, if the authorization cannot
+        // open the new snapshot), so the index and the records never come from different files.
+        let current = node.store.current_snapshot().map_err(|e| Denied::Unavailable(e.to_string()))?;
+        if let (Some(data), Some(current)) = (open.as_ref(), current.as_ref()) {
+            let same_file = data.file.file_name().is_some_and(|f| f == current.file_name.as_str());
+            if data.authorization.id == row.id && data.authorization.serial == row.serial && same_file {
                 return Ok(data.clone());
             }
         }

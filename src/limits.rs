@@ -110,6 +110,9 @@ pub const SEARCH_CANDIDATES_MAX: usize = 5;
 /// few a minute; walking a region takes thousands.
 pub const SEARCH_RATE_PER_OPERATOR_MAX: usize = 30;
 pub const SEARCH_RATE_WINDOW_SECONDS: u64 = 60;
+/// Newest audit entries a start reads to go on counting each operator's searches of the last
+/// window (a restart must not reset the limit): more than a busy node writes in a window.
+pub const RATE_SEED_ENTRIES_MAX: u64 = 100_000;
 
 /// Granularity of the trusted-time mark while running: the node's own time is written at most
 /// this often, so a clock set back by less than this goes unnoticed (a window can stretch by at

@@ -78,6 +78,10 @@ pub enum NodeError {
     )]
     ClockTooFar { to: String, limit: String },
     #[error(
+        "ノードの時計（{now}）が、信頼できる最後の時刻（{mark}）より遅れています。時計を合わせるか、`kaigo-field clock forward` で進めてから取り込んでください"
+    )]
+    ClockBehindMark { now: String, mark: String },
+    #[error(
         "監査ログの封印状態（audit-seal.key）を読めません（{0}）。ノードのディレクトリが完全ではありません（消された可能性があります）: 中央に連絡し、ノードを設定し直してください"
     )]
     SealState(KeyError),
@@ -523,6 +527,12 @@ impl Node {
     /// Verifies and imports a snapshot; see the module comment for why this is atomic.
     pub fn import(&mut self, file: &Path, clock: &dyn Clock, quiet: bool) -> Result<Manifest, NodeError> {
         let len = fs::metadata(file).map_err(io(file))?.len();
+        // A clock behind the trusted time would stamp the import (and its audit entry) in the
+        // past: refused, as the gate refuses to serve then.
+        let now = self.now(clock)?;
+        if let Some(mark) = self.high_water()?.filter(|mark| now < *mark) {
+            return Err(NodeError::ClockBehindMark { now: crate::authz::jst(now), mark: crate::authz::jst(mark) });
+        }
         // Cheap checks first, so a wrong file is refused before a long copy.
         let head =
             snapshot::read_manifest(BufReader::new(File::open(file).map_err(io(file))?), &self.info.central_key)?;
@@ -570,7 +580,7 @@ impl Node {
             snapshot_version: manifest.snapshot_version,
             manifest_json,
             file_name: file_name.clone(),
-            imported_at: clock.now(),
+            imported_at: now,
         })?;
         // The central's clock when it cut the snapshot is trusted time.
         self.store.raise_high_water(manifest.created_at)?;

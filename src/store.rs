@@ -9,7 +9,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::audit::{Checkpoint, CheckpointSeal, Entry};
 
@@ -264,7 +264,7 @@ impl Store {
             return Err(StoreError::TooNew { found, known });
         }
         for (i, m) in MIGRATIONS.iter().enumerate().skip(found as usize) {
-            let tx = self.conn.transaction()?;
+            let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tracing::debug!(version = i + 1, why = m.why, "applying migration");
             tx.execute_batch(m.sql)?;
             tx.pragma_update(None, "user_version", (i + 1) as i64)?;
@@ -308,7 +308,7 @@ impl Store {
     /// Makes `new` the current snapshot in one transaction and forgets the previous one, whose
     /// file name is returned so the caller can delete the file after the commit.
     pub fn switch_snapshot(&mut self, new: &HeldSnapshot) -> Result<Option<String>, StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let old: Option<String> =
             tx.query_row("SELECT file_name FROM snapshot WHERE is_current = 1", [], |r| r.get(0)).optional()?;
         tx.execute("DELETE FROM snapshot WHERE is_current = 1", [])?;
@@ -405,7 +405,7 @@ impl Store {
     /// `replaced_reason` in the same transaction: at most one is ever in force.
     pub fn put_authorization(&mut self, row: &AuthorizationRow, replaced_reason: &str) -> Result<(), StoreError> {
         assert_eq!(row.active, row.code.is_some(), "an authorization keeps its code exactly while active");
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         if row.active {
             tx.execute(
                 "UPDATE authorization SET state = 'closed', code = NULL, closed_reason = ?1, updated_at = ?2
@@ -496,7 +496,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         assert!(to > from && offset_seconds >= 0, "the clock only moves forward");
         let high_water = self.trusted_time()?.high_water.map_or(to, |hw| hw.max(to));
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute(
             "INSERT INTO trusted_time (singleton, high_water, offset_seconds) VALUES (1, ?1, ?2)
              ON CONFLICT (singleton) DO UPDATE SET high_water = excluded.high_water,
@@ -663,6 +663,20 @@ impl Store {
             .conn
             .prepare(&format!("SELECT {AUDIT_COLUMNS} FROM audit WHERE seq < ?1 ORDER BY seq DESC LIMIT ?2"))?;
         let rows = stmt.query_map(params![before, limit as i64], audit_entry)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Who searched at or after `since` (RFC 3339, as entries store their time), one row per
+    /// search, looking back over at most the newest `RATE_SEED_ENTRIES_MAX` entries: what a
+    /// restarted node needs to go on counting searches per operator.
+    pub fn searches_since(&self, since: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT operator, wall_time FROM audit
+             WHERE seq > (SELECT COALESCE(MAX(seq), 0) FROM audit) - ?1 AND action = 'search' AND wall_time >= ?2
+             ORDER BY seq",
+        )?;
+        let rows = stmt
+            .query_map(params![crate::limits::RATE_SEED_ENTRIES_MAX as i64, since], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -924,7 +938,7 @@ impl Store {
     /// Revokes an operator and ends their sessions at once. False if there was no such operator
     /// or it was revoked already.
     pub fn revoke_staff(&mut self, id: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let changed =
             tx.execute("UPDATE staff SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL", params![id, at])?;
         tx.execute("DELETE FROM session WHERE staff_id = ?1", [id])?;

@@ -153,3 +153,35 @@ async fn the_bearer_scheme_is_matched_without_regard_to_case_or_extra_spaces() {
     let (status, _) = server.terminate();
     assert!(status.success());
 }
+
+/// Finding (reliability 8): the per-operator search limit reset on every restart, so a restart
+/// gave anyone walking the region a fresh allowance. The count now goes on from the audit log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_search_limit_is_not_reset_by_a_restart() {
+    let f = Fixture::new(100);
+    f.authorized_node();
+    let out = ok(
+        &["staff", "add", "--dir", "n", "--name", "能登 花子", "--facility", "1772090005", "--role", "support"],
+        f.dir(),
+    );
+    let token = token_of(&out);
+    let http = common::https_client(&f.path("n/tls/ca.pem"));
+    let query = json!({ "name": "のと はなこ", "birth_date": "1940-01-01", "sex": "女" });
+    let mut server = Spawned::start(&["serve", "--dir", "n", "--listen", "127.0.0.1:0"], f.dir(), &[]);
+    let url = server.url();
+    let mut allowed = 0;
+    for _ in 0..kaigo_field::limits::SEARCH_RATE_PER_OPERATOR_MAX + 5 {
+        let status =
+            http.post(format!("{url}api/v1/search")).bearer_auth(&token).json(&query).send().await.unwrap().status();
+        if status == 200 {
+            allowed += 1;
+        }
+    }
+    assert_eq!(allowed, kaigo_field::limits::SEARCH_RATE_PER_OPERATOR_MAX);
+    assert!(server.terminate().0.success());
+    let mut server = Spawned::start(&["serve", "--dir", "n", "--listen", "127.0.0.1:0"], f.dir(), &[]);
+    let url = server.url();
+    let r = http.post(format!("{url}api/v1/search")).bearer_auth(&token).json(&query).send().await.unwrap();
+    assert_eq!(r.status(), 429, "the allowance of the last minute is still spent after a restart");
+    assert!(server.terminate().0.success());
+}
