@@ -18,7 +18,13 @@ pub enum StoreError {
     #[error("データベース {path} を開けません: {cause}")]
     Open { path: String, cause: rusqlite::Error },
     #[error("データベースの操作に失敗しました: {0}")]
-    Sql(#[from] rusqlite::Error),
+    Sql(rusqlite::Error),
+    /// The disk is full (or the file system refuses the database's shared-memory file, which is
+    /// how a full disk shows at start): said plainly, with what to do.
+    #[error(
+        "ディスクがいっぱいで、データベースに書けません（{0}）。不要なファイルを消すか、空きのあるディスクに移してから、もう一度起動してください。監査ログに書けない間は何も出しません"
+    )]
+    DiskFull(rusqlite::Error),
     #[error(
         "データベース {path} を本人だけが読めるようにできません: {cause}。ファイルの持ち主と権限を確かめてください"
     )]
@@ -27,6 +33,21 @@ pub enum StoreError {
         "データベースの版 {found} はこの kaigo-field（対応 {known} まで）より新しいものです。kaigo-field を更新してください"
     )]
     TooNew { found: i64, known: i64 },
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> StoreError {
+        use rusqlite::ffi;
+        let full = match &e {
+            rusqlite::Error::SqliteFailure(f, _) => {
+                f.code == rusqlite::ErrorCode::DiskFull
+                    || [ffi::SQLITE_IOERR_SHMMAP, ffi::SQLITE_IOERR_SHMSIZE, ffi::SQLITE_IOERR_SHMOPEN]
+                        .contains(&f.extended_code)
+            }
+            _ => false,
+        };
+        if full { StoreError::DiskFull(e) } else { StoreError::Sql(e) }
+    }
 }
 
 struct Migration {
@@ -1125,6 +1146,19 @@ mod tests {
         assert!(matches!(s.claim_login("K7QM-3XDA", rest, hold).unwrap(), Claim::Claimed { failures: 1 }));
         assert_eq!(s.finish_login("K7QM-3XDA", true, |_| None).unwrap(), 0);
         assert_eq!(s.claim_login("nobody", now, hold).unwrap(), Claim::NoSuchStaff);
+    }
+
+    #[test]
+    fn a_full_disk_is_called_a_full_disk() {
+        use rusqlite::ffi;
+        // What SQLite says when a node restarts on a full disk, and when a write finds it full.
+        for code in [ffi::SQLITE_IOERR_SHMMAP, ffi::SQLITE_FULL] {
+            let e = rusqlite::Error::SqliteFailure(ffi::Error::new(code), Some("disk I/O error".into()));
+            let message = StoreError::from(e).to_string();
+            assert!(message.starts_with("ディスクがいっぱい"), "{message}");
+        }
+        let other = rusqlite::Error::SqliteFailure(ffi::Error::new(ffi::SQLITE_CORRUPT), None);
+        assert!(matches!(StoreError::from(other), StoreError::Sql(_)));
     }
 
     #[test]
