@@ -275,8 +275,12 @@ impl Node {
     pub fn staff_may_act(&mut self, staff: &StaffRow, clock: &dyn Clock) -> Result<(), (LoginError, String)> {
         let in_force = self.authorization_in_force(clock);
         crate::staff::still_allowed(staff, in_force.as_deref()).map_err(|why| {
+            // Why the data is closed comes first, when that is the story (ended, none); a clock
+            // behind its mark is a fault of the node, not why this person's access ended.
             let message = match (&why, self.check_access(clock)) {
-                (LoginError::AuthorizationEnded, Err(closed)) => format!("{closed}。{why}"),
+                (LoginError::AuthorizationEnded, Err(closed @ (Denied::Closed { .. } | Denied::NoAuthorization))) => {
+                    format!("{closed}。{why}")
+                }
                 _ => why.to_string(),
             };
             (why, message)

@@ -59,3 +59,30 @@ fn a_snapshot_is_not_imported_with_the_clock_behind_the_trusted_time() {
     let held: i64 = db.query_row("SELECT COUNT(*) FROM snapshot", [], |r| r.get(0)).unwrap();
     assert_eq!(held, 0, "nothing was imported");
 }
+
+/// Finding (reliability 8): an operator whose enrolment authorization had ended was told the
+/// clock was behind (and got 403, where a clock fault answers 503). Their access ended: that
+/// is what they are told.
+#[test]
+fn an_ended_enrolment_is_not_explained_by_a_clock_fault() {
+    let f = Fixture::new(20);
+    f.authorized_node();
+    let out = ok(
+        &["staff", "add", "--dir", "n", "--name", "能登 花子", "--facility", "1772090005", "--role", "support"],
+        f.dir(),
+    );
+    let id = out.split("職員 ").nth(1).and_then(|r| r.split(' ').next()).unwrap().to_owned();
+    // Another authorization replaces the one the operator was enrolled under; then the clock
+    // falls behind the trusted time.
+    let mut args = Fixture::drill_args("n", "172049", "b.kfauth");
+    args.extend(["--days", "30"]);
+    ok(&args, f.dir());
+    ok(&["authz", "import", "--dir", "n", "b.kfauth"], f.dir());
+    let db = rusqlite::Connection::open(f.path("n/node.db")).unwrap();
+    db.execute("UPDATE trusted_time SET high_water = ?1", [chrono::Utc::now() + chrono::Duration::days(1)]).unwrap();
+    let mut node = Node::open(&NodeDir::new(f.path("n"))).unwrap();
+    let staff = node.store.staff(&id).unwrap().unwrap();
+    let (why, message) = node.staff_may_act(&staff, clock::system().as_ref()).unwrap_err();
+    assert_eq!(why, kaigo_field::staff::LoginError::AuthorizationEnded);
+    assert!(!message.contains("時計") && message.contains("災害認可が終わった"), "{message}");
+}
