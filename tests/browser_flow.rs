@@ -73,6 +73,9 @@ async fn enrol_sign_in_find_open_record_hand_over_and_close() {
     assert!(coordinator.page_source().await.contains("あと4回間違えると"));
     coordinator.assert_accessible().await;
     coordinator.screenshot("login-wrong").await;
+    coordinator.set_width(1280).await;
+    coordinator.screenshot("login-wrong-wide").await;
+    coordinator.set_width(PHONE_WIDTH).await;
     sign_in(&coordinator, &url, &logins[0].0, &logins[0].1).await;
     coordinator.goto(&format!("{url}manage")).await;
     assert_eq!(coordinator.text("h1").await, "管理");
