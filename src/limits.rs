@@ -138,6 +138,9 @@ pub const LOGIN_BACKOFF_SECONDS_MAX: i64 = 60;
 /// How long a sign-in being checked holds its account, so that parallel guesses at one account
 /// are refused instead of each being checked; released as soon as the check ends.
 pub const LOGIN_ATTEMPT_HOLD_SECONDS: i64 = 30;
+/// How long an address the holder signed in from stays theirs: the account's rest after
+/// failures from elsewhere does not hold it out (a shift, so the phone of the day).
+pub const LOGIN_KNOWN_DEVICE_SECONDS: u64 = SESSION_MAX_SECONDS as u64;
 /// Argon2 hashes running at once (each takes 19 MiB): the memory sign-in may use, however many
 /// try. Further sign-ins wait in a queue of `LOGIN_HASHES_WAITING_MAX`; beyond it, 503.
 pub const LOGIN_HASHES_CONCURRENT_MAX: usize = 2;

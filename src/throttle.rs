@@ -18,7 +18,7 @@ use crate::audit::{Action, NewEntry, Outcome};
 use crate::limits::{
     ANONYMOUS_REFUSALS_PER_ADDRESS_MAX, ANONYMOUS_SUMMARY_SECONDS, LOGIN_ADDRESS_FAILURES_MAX,
     LOGIN_ADDRESS_WINDOW_SECONDS, LOGIN_FAILURES_MAX, LOGIN_HASHES_CONCURRENT_MAX, LOGIN_HASHES_WAITING_MAX,
-    LOGIN_IN_FLIGHT_PER_ADDRESS_MAX, LOGIN_LOCKOUT_SECONDS, THROTTLE_ADDRESSES_MAX,
+    LOGIN_IN_FLIGHT_PER_ADDRESS_MAX, LOGIN_KNOWN_DEVICE_SECONDS, LOGIN_LOCKOUT_SECONDS, THROTTLE_ADDRESSES_MAX,
 };
 
 /// Why a sign-in may not even be tried now.
@@ -70,6 +70,9 @@ struct State {
     /// Failed sign-ins per (address, staff id as typed), within `LOGIN_LOCKOUT_SECONDS`.
     pair_failures: HashMap<(IpAddr, String), VecDeque<Instant>>,
     in_flight: HashMap<IpAddr, usize>,
+    /// (address, staff id) pairs that signed in correctly, newest last: the holder's own
+    /// devices, which a rest imposed by guesses from elsewhere does not hold out.
+    signed_in: HashMap<(IpAddr, String), VecDeque<Instant>>,
     anonymous: HashMap<IpAddr, Refusals>,
     anonymous_since: Option<Instant>,
 }
@@ -186,9 +189,35 @@ impl Throttle {
         left
     }
 
-    /// A correct sign-in clears this address's count for this id (not the address's total).
+    /// A correct sign-in clears this address's count for this id (not the address's total), and
+    /// remembers the address as one the holder uses.
     pub fn succeeded(&self, address: IpAddr, staff_id: &str) {
-        self.lock().pair_failures.remove(&(address, staff_id.to_owned()));
+        self.succeeded_at(address, staff_id, Instant::now());
+    }
+
+    fn succeeded_at(&self, address: IpAddr, staff_id: &str, now: Instant) {
+        let mut state = self.lock();
+        state.pair_failures.remove(&(address, staff_id.to_owned()));
+        let seen = state.signed_in.entry((address, staff_id.to_owned())).or_default();
+        seen.clear();
+        seen.push_back(now);
+        bound(&mut state.signed_in);
+    }
+
+    /// Whether `address` signed in as `staff_id` within `LOGIN_KNOWN_DEVICE_SECONDS`: then the
+    /// account's rest after failures from elsewhere does not refuse it (failures from it still
+    /// count as any other's).
+    pub fn known_device(&self, address: IpAddr, staff_id: &str) -> bool {
+        self.known_device_at(address, staff_id, Instant::now())
+    }
+
+    fn known_device_at(&self, address: IpAddr, staff_id: &str, now: Instant) -> bool {
+        let window = Duration::from_secs(LOGIN_KNOWN_DEVICE_SECONDS);
+        self.lock()
+            .signed_in
+            .get(&(address, staff_id.to_owned()))
+            .and_then(|seen| seen.back())
+            .is_some_and(|at| now.duration_since(*at) < window)
     }
 
     /// Runs `work` (an Argon2 hash) in the bounded queue for `address` and returns its result;
@@ -305,6 +334,18 @@ mod tests {
         // Not for long: the lock ends with the window.
         let later = now + Duration::from_secs(LOGIN_LOCKOUT_SECONDS as u64);
         assert_eq!(t.may_try_at(addr(1), "K7QM-3XDA", later), Ok(()));
+    }
+
+    #[test]
+    fn a_device_the_holder_signed_in_from_is_known_for_a_while() {
+        let t = Throttle::default();
+        let now = Instant::now();
+        assert!(!t.known_device_at(addr(7), "K7QM-3XDA", now));
+        t.succeeded_at(addr(7), "K7QM-3XDA", now);
+        assert!(t.known_device_at(addr(7), "K7QM-3XDA", now + Duration::from_secs(60)));
+        assert!(!t.known_device_at(addr(8), "K7QM-3XDA", now), "another address is not the holder's");
+        assert!(!t.known_device_at(addr(7), "ABCD-EFGH", now), "nor is the same phone for another id");
+        assert!(!t.known_device_at(addr(7), "K7QM-3XDA", now + Duration::from_secs(LOGIN_KNOWN_DEVICE_SECONDS)));
     }
 
     #[test]

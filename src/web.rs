@@ -308,6 +308,7 @@ pub async fn login(
         return Ok(refuse(jar, StatusCode::UNAUTHORIZED, LoginError::Locked { until }));
     }
     let id = staff_id.clone();
+    let known_device = state.throttle.known_device(address, &staff_id);
     let (found, now) = state
         .try_with_node(move |node, s| -> Result<LoginLookup, NodeError> {
             let now = node.now(s.clock.as_ref())?;
@@ -316,6 +317,9 @@ pub async fn login(
             let hold = now + Duration::seconds(crate::limits::LOGIN_ATTEMPT_HOLD_SECONDS);
             Ok(match node.store.claim_login(&id, now, hold)? {
                 Claim::NoSuchStaff => (None, now),
+                // The holder's own device is not held out by a rest that guesses from other
+                // addresses keep renewing (its own in-flight limit still applies).
+                Claim::Held { .. } if known_device => (Some((st, allowed, Claim::Claimed { failures: 0 })), now),
                 claim => (Some((st, allowed, claim)), now),
             })
         })

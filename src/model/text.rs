@@ -12,10 +12,21 @@ pub struct ControlCharacter {
     pub code: u32,
 }
 
-/// Characters that change how the text around them is shown (bidirectional overrides and
-/// isolates) without being text themselves.
+/// Characters that change how the text around them is shown without being text themselves:
+/// bidirectional overrides and isolates, zero-width characters and joiners, line and paragraph
+/// separators, the byte-order mark, interlinear annotation and tag characters. They let two
+/// names that look alike differ, or a line break where none shows.
 fn is_display_control(c: char) -> bool {
-    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    matches!(
+        c,
+        '\u{061C}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{2028}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{E0000}'..='\u{E007F}'
+    )
 }
 
 fn forbidden(c: char, multiline: bool) -> bool {
@@ -57,7 +68,19 @@ mod tests {
     #[test]
     fn text_with_control_characters_is_refused_and_line_breaks_only_where_asked() {
         assert_eq!(clean("透析は火木土", false).unwrap(), "透析は火木土");
-        for bad in ["a\u{1b}[2Jb", "a\rb", "a\u{7}", "a\u{202E}b", "a\u{0}b", "a\u{9b}b"] {
+        for bad in [
+            "a\u{1b}[2Jb",
+            "a\rb",
+            "a\u{7}",
+            "a\u{202E}b",
+            "a\u{0}b",
+            "a\u{9b}b",
+            "a\u{200b}b",
+            "a\u{2028}b",
+            "a\u{feff}b",
+            "a\u{e0041}b",
+            "a\u{fff9}b",
+        ] {
             assert!(clean(bad, false).is_err(), "{bad:?}");
             assert!(clean(bad, true).is_err(), "{bad:?}");
         }

@@ -101,7 +101,8 @@ impl WarekiDate {
     /// day just before its first day in the same western year; both are accepted, as people write
     /// them, but a date past the era's end (昭和64年2月1日) is not.
     pub fn to_date(self) -> Option<NaiveDate> {
-        let year = self.era.year_offset() + i32::try_from(self.year).ok()?;
+        // Checked: a typed year such as 令和2147483647年 must be "no such date", not a panic.
+        let year = self.era.year_offset().checked_add(i32::try_from(self.year).ok()?)?;
         let date = NaiveDate::from_ymd_opt(year, self.month, self.day)?;
         let earliest = if self.era == Era::Meiji {
             NaiveDate::from_ymd_opt(1868, 1, 1)?
@@ -129,6 +130,15 @@ impl WarekiDate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_era_year_too_large_for_any_calendar_is_no_date_not_a_panic() {
+        for era in [Era::Meiji, Era::Taisho, Era::Showa, Era::Heisei, Era::Reiwa] {
+            for year in [i32::MAX as u32, i32::MAX as u32 - 7, u32::MAX] {
+                assert_eq!(WarekiDate { era, year, month: 1, day: 1 }.to_date(), None, "{era:?} {year}");
+            }
+        }
+    }
 
     fn d(y: i32, m: u32, dd: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(y, m, dd).unwrap()
