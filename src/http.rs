@@ -224,10 +224,39 @@ pub fn router(state: AppState) -> Router {
         .route("/static/style.css", get(stylesheet))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(REQUEST_BODY_BYTES_MAX))
+        .layer(middleware::from_fn(read_body_in_time))
         .layer(middleware::from_fn_with_state(state.clone(), drill_banner))
         .layer(middleware::from_fn(security_headers))
         .layer(middleware::from_fn(request_span))
         .with_state(state)
+}
+
+/// Reads the request body in full before anything else, within `REQUEST_BODY_SECONDS_MAX`: a
+/// body trickled a byte at a time is answered 408 and frees its request slot, and no handler
+/// ever waits on a client. Bodies are small (`REQUEST_BODY_BYTES_MAX`; larger is 413).
+pub async fn read_body_in_time(request: Request, next: Next) -> Response {
+    use crate::limits::REQUEST_BODY_SECONDS_MAX;
+    let (parts, body) = request.into_parts();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(REQUEST_BODY_SECONDS_MAX),
+        axum::body::to_bytes(body, REQUEST_BODY_BYTES_MAX),
+    )
+    .await;
+    let refuse = |status: StatusCode, message: &str| {
+        let page = views::error_page("送信できませんでした", message, &chrome());
+        (status, Html(page.into_string())).into_response()
+    };
+    match read {
+        Ok(Ok(bytes)) => next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await,
+        Ok(Err(_)) => refuse(StatusCode::PAYLOAD_TOO_LARGE, "送信内容が大きすぎるか、途中で切れました。"),
+        Err(_) => {
+            tracing::debug!("request body not received in time");
+            refuse(
+                StatusCode::REQUEST_TIMEOUT,
+                "送信に時間がかかりすぎました。電波のよい場所で、もう一度送ってください。",
+            )
+        }
+    }
 }
 
 async fn drill_banner(State(state): State<AppState>, request: Request, next: Next) -> Response {

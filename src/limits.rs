@@ -84,6 +84,14 @@ pub const H2_KEEP_ALIVE_TIMEOUT_SECONDS: u64 = 10;
 /// staff each waiting on one page stay well below it; one address cannot reach it alone (see
 /// the assertion below), so a single client holding requests open cannot starve the others.
 pub const REQUESTS_IN_FLIGHT_MAX: usize = 512;
+/// Requests being handled at once for one client address; beyond it, 503 at once. A phone
+/// loads a page and its stylesheet; a facility's system makes a few calls at a time. Without it
+/// two addresses holding slow requests (16 connections × 16 streams each) took every slot.
+pub const REQUESTS_IN_FLIGHT_PER_ADDRESS_MAX: usize = 32;
+/// Seconds a request body may take to arrive in full (bodies are at most 64 KiB: a form, a
+/// small JSON, an authorization file): a body trickled a byte at a time holds its request slot
+/// no longer than this (408).
+pub const REQUEST_BODY_SECONDS_MAX: u64 = 10;
 
 /// Seconds between two checks of the node's time and authorization window while serving: the
 /// longest an expired authorization's data can stay in memory.
@@ -202,6 +210,8 @@ const _: () =
 // A client gets the whole head limit to send its request before the idle limit could close the
 // connection under it (a head being read is not yet a request in flight).
 const _: () = assert!(REQUEST_HEAD_SECONDS_MAX <= CONNECTION_IDLE_SECONDS_MAX);
+// It takes at least 16 addresses to hold every request slot.
+const _: () = assert!(REQUESTS_IN_FLIGHT_PER_ADDRESS_MAX * 16 <= REQUESTS_IN_FLIGHT_MAX);
 
 /// The connection limits `server::run` enforces, as a value so that tests can shorten the
 /// timeouts. `Default` is what the node serves with: the constants above.
@@ -213,6 +223,8 @@ pub struct ServerLimits {
     pub connections_per_address_max: usize,
     /// `REQUESTS_IN_FLIGHT_MAX`.
     pub requests_in_flight_max: usize,
+    /// `REQUESTS_IN_FLIGHT_PER_ADDRESS_MAX`.
+    pub requests_per_address_max: usize,
     /// `H2_STREAMS_PER_CONNECTION_MAX`.
     pub h2_streams_per_connection_max: u32,
     /// `TLS_HANDSHAKE_SECONDS_MAX`.
@@ -235,6 +247,7 @@ impl Default for ServerLimits {
             connections_max: CONNECTIONS_MAX,
             connections_per_address_max: CONNECTIONS_PER_ADDRESS_MAX,
             requests_in_flight_max: REQUESTS_IN_FLIGHT_MAX,
+            requests_per_address_max: REQUESTS_IN_FLIGHT_PER_ADDRESS_MAX,
             h2_streams_per_connection_max: H2_STREAMS_PER_CONNECTION_MAX,
             tls_handshake: Duration::from_secs(TLS_HANDSHAKE_SECONDS_MAX),
             request_head: Duration::from_secs(REQUEST_HEAD_SECONDS_MAX),

@@ -62,6 +62,8 @@ pub async fn run(
         .service(app);
     let slots = Arc::new(Semaphore::new(limits.connections_max));
     let per_address = PerAddress::new(limits.connections_per_address_max);
+    // Requests in flight per client address, across all its connections.
+    let requests_per_address = PerAddress::new(limits.requests_per_address_max);
     let connections = TaskTracker::new();
     loop {
         let permit = tokio::select! {
@@ -88,6 +90,7 @@ pub async fn run(
         };
         let acceptor = acceptor.clone();
         let app = app.clone();
+        let requests = requests_per_address.clone();
         let protocols = protocols.clone();
         let shutdown = shutdown.clone();
         connections.spawn(async move {
@@ -114,19 +117,22 @@ pub async fn run(
             let (in_flight, idle) = InFlight::new();
             // Every request carries the client's address, for per-address limits and the
             // summaries of anonymous refusals (`http::client_addr`).
-            let service = app
-                .map_request(move |mut request: axum::extract::Request<hyper::body::Incoming>| {
-                    request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
-                    request
-                })
-                .map_future(move |response| {
-                    let busy = in_flight.begin();
-                    async move {
-                        let response = response.await;
-                        drop(busy);
-                        response
-                    }
-                });
+            // No address holds more than its share of the server's request slots: beyond it,
+            // 503 at once, before the router or a slot of the global limit is touched.
+            let service = tower::service_fn(move |mut request: axum::extract::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                let busy = in_flight.begin();
+                let slot = requests.admit(peer.ip());
+                let app = app.clone();
+                async move {
+                    let response = match slot {
+                        Some(_held_until_answered) => app.oneshot(request).await,
+                        None => Ok(crate::http::overloaded()),
+                    };
+                    drop(busy);
+                    response
+                }
+            });
             let conn = builder.serve_connection(TokioIo::new(tls_stream), TowerToHyperService::new(service));
             // Served until it ends by itself, or has been idle too long, or the server stops:
             // then asked to close gracefully (an HTTP/1.1 response being sent is finished first;

@@ -364,3 +364,80 @@ async fn requests_beyond_the_server_bound_are_answered_503_at_once() {
     assert_eq!(http.get(node.url("/")).send().await.unwrap().status(), 200, "slots come back");
     node.stop().await;
 }
+
+/// Found by the outside probe after the limits landed: slow request bodies from two addresses
+/// (16 connections × 16 streams each) held all 512 request slots, and every other client got
+/// 503. One address now holds at most its share of the slots.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_holds_no_more_than_its_share_of_the_request_slots() {
+    let entered = Arc::new(AtomicUsize::new(0));
+    let release = Arc::new(tokio::sync::Semaphore::new(0));
+    let app = Router::new().route("/", get(|| async { "ok" })).route(
+        "/hold",
+        get({
+            let (entered, release) = (entered.clone(), release.clone());
+            move || async move {
+                entered.fetch_add(1, Ordering::SeqCst);
+                let _ = release.acquire().await.unwrap();
+                "held"
+            }
+        }),
+    );
+    let node = Node::start(app, ServerLimits { requests_per_address_max: 2, ..short_limits() }).await;
+    let greedy = node.https(loopback(1));
+    let holds: Vec<_> = (0..2).map(|_| tokio::spawn(greedy.get(node.url("/hold")).send())).collect();
+    for _ in 0..100 {
+        if entered.load(Ordering::SeqCst) == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(entered.load(Ordering::SeqCst), 2);
+    let asked = Instant::now();
+    assert_eq!(greedy.get(node.url("/")).send().await.unwrap().status(), 503, "the greedy address is at its share");
+    assert!(asked.elapsed() < Duration::from_secs(1));
+    assert_eq!(node.https(loopback(2)).get(node.url("/")).send().await.unwrap().status(), 200, "others are served");
+    release.add_permits(2);
+    for hold in holds {
+        assert_eq!(hold.await.unwrap().unwrap().status(), 200);
+    }
+    assert_eq!(greedy.get(node.url("/")).send().await.unwrap().status(), 200, "slots come back");
+    node.stop().await;
+}
+
+/// The same finding: a body trickled a byte at a time held its slot without end. Bodies are read
+/// in full within `REQUEST_BODY_SECONDS_MAX`, or answered 408.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_trickled_a_byte_at_a_time_is_answered_408_at_the_deadline() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = Router::new()
+        .route("/in", axum::routing::post(|body: String| async move { format!("got {}", body.len()) }))
+        .layer(axum::middleware::from_fn(kaigo_field::http::read_body_in_time));
+    let node = Node::start(app, short_limits()).await;
+    let mut tls = node.tls(loopback(3), &node.connector(&[b"http/1.1"])).await.unwrap();
+    let head = "POST /in HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: text/plain\r\ncontent-length: 100\r\n\r\nx";
+    tls.write_all(head.as_bytes()).await.unwrap();
+    tls.flush().await.unwrap();
+    let sent = Instant::now();
+    let (mut reader, mut writer) = tokio::io::split(tls);
+    // One more byte every second, far slower than any phone, while waiting for the answer.
+    let trickle = tokio::spawn(async move {
+        for _ in 0..30 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if writer.write_all(b"x").await.is_err() || writer.flush().await.is_err() {
+                break;
+            }
+        }
+    });
+    let limit = Duration::from_secs(kaigo_field::limits::REQUEST_BODY_SECONDS_MAX);
+    let mut answer = vec![0u8; 512];
+    let n = tokio::time::timeout(limit + Duration::from_secs(5), reader.read(&mut answer))
+        .await
+        .expect("an answer while the body is still trickling")
+        .unwrap();
+    trickle.abort();
+    let text = String::from_utf8_lossy(&answer[..n]).into_owned();
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(sent.elapsed() >= limit - Duration::from_millis(500), "not before the deadline: {:?}", sent.elapsed());
+    node.stop().await;
+}
