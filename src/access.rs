@@ -70,6 +70,11 @@ pub enum Refused {
 }
 
 async fn record(state: &AppState, entry: NewEntry) -> Result<Receipt, Refused> {
+    // A refusal beyond the operator's allowance is answered 429 and counted in a summary
+    // (`throttle`), so refused requests cannot grow the log at the disk's speed.
+    if entry.outcome != Outcome::Ok && !state.throttle.refused_operator(&entry.operator) {
+        return Err(Refused::TooMany("断られる操作が続いています。1分ほど待ってから、やり直してください".into()));
+    }
     state.audit.record(entry).await.map_err(|e| {
         tracing::error!(error = %e, "audit write failed; request refused");
         Refused::Unavailable(

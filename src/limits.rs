@@ -164,6 +164,10 @@ pub const THROTTLE_ADDRESSES_MAX: usize = 4096;
 /// address gets 429 at once.
 pub const ANONYMOUS_SUMMARY_SECONDS: u64 = 60;
 pub const ANONYMOUS_REFUSALS_PER_ADDRESS_MAX: u64 = 120;
+/// Refused requests of one enrolled operator written one entry each in an interval of
+/// `ANONYMOUS_SUMMARY_SECONDS`; beyond, 429 and a count in a summary. A worker whose requests are
+/// refused a few times a minute has each one written; a script hammering with a token does not.
+pub const OPERATOR_REFUSALS_PER_INTERVAL_MAX: u64 = 60;
 /// The coordinator moves the node's clock forward at most this far in one step (a node stored
 /// for a year boots a year behind), and never past the latest time the node has seen vouched
 /// for (trusted time, an authorization's end) plus `CLOCK_FORWARD_MARGIN_SECONDS`: a typo such

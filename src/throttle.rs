@@ -18,7 +18,8 @@ use crate::audit::{Action, NewEntry, Outcome};
 use crate::limits::{
     ANONYMOUS_REFUSALS_PER_ADDRESS_MAX, ANONYMOUS_SUMMARY_SECONDS, LOGIN_ADDRESS_FAILURES_MAX,
     LOGIN_ADDRESS_WINDOW_SECONDS, LOGIN_FAILURES_MAX, LOGIN_HASHES_CONCURRENT_MAX, LOGIN_HASHES_WAITING_MAX,
-    LOGIN_IN_FLIGHT_PER_ADDRESS_MAX, LOGIN_KNOWN_DEVICE_SECONDS, LOGIN_LOCKOUT_SECONDS, THROTTLE_ADDRESSES_MAX,
+    LOGIN_IN_FLIGHT_PER_ADDRESS_MAX, LOGIN_KNOWN_DEVICE_SECONDS, LOGIN_LOCKOUT_SECONDS,
+    OPERATOR_REFUSALS_PER_INTERVAL_MAX, THROTTLE_ADDRESSES_MAX,
 };
 
 /// Why a sign-in may not even be tried now.
@@ -74,6 +75,9 @@ struct State {
     /// devices, which a rest imposed by guesses from elsewhere does not hold out.
     signed_in: HashMap<(IpAddr, String), VecDeque<Instant>>,
     anonymous: HashMap<IpAddr, Refusals>,
+    /// Refusals of each enrolled operator in the current interval: (interval start, refusals in
+    /// it, refusals beyond `OPERATOR_REFUSALS_PER_INTERVAL_MAX`, answered 429 and summarised).
+    operators: HashMap<String, (Instant, u64, u64)>,
     anonymous_since: Option<Instant>,
 }
 
@@ -276,6 +280,34 @@ impl Throttle {
         r.recent <= ANONYMOUS_REFUSALS_PER_ADDRESS_MAX
     }
 
+    /// Counts a refusal of an enrolled operator's request: true while the operator is within
+    /// `OPERATOR_REFUSALS_PER_INTERVAL_MAX` in the interval (write its entry as usual); false
+    /// beyond it (answer 429 without an entry of its own; the count goes into a summary). An
+    /// operator, or a stolen token, cannot grow the log at the disk's speed with refused
+    /// requests.
+    pub fn refused_operator(&self, operator: &str) -> bool {
+        self.refused_operator_at(operator, Instant::now())
+    }
+
+    fn refused_operator_at(&self, operator: &str, now: Instant) -> bool {
+        let mut state = self.lock();
+        state.anonymous_since.get_or_insert(now);
+        if !state.operators.contains_key(operator) && state.operators.len() >= THROTTLE_ADDRESSES_MAX {
+            return false;
+        }
+        let (start, recent, beyond) = state.operators.entry(operator.to_owned()).or_insert((now, 0, 0));
+        if now.duration_since(*start) >= Duration::from_secs(ANONYMOUS_SUMMARY_SECONDS) {
+            *start = now;
+            *recent = 0;
+        }
+        *recent += 1;
+        if *recent <= OPERATOR_REFUSALS_PER_INTERVAL_MAX {
+            return true;
+        }
+        *beyond += 1;
+        false
+    }
+
     /// The summaries due: one audit entry per address with its count, if the interval has
     /// passed since the first refusal counted (or at once with `force`, at shutdown).
     pub fn take_summaries(&self, force: bool) -> Vec<NewEntry> {
@@ -291,6 +323,21 @@ impl Throttle {
             return Vec::new();
         }
         state.anonymous_since = None;
+        let mut operators: Vec<(String, u64)> = state
+            .operators
+            .drain()
+            .filter(|(_, (_, _, beyond))| *beyond > 0)
+            .map(|(operator, (_, _, beyond))| (operator, beyond))
+            .collect();
+        operators.sort();
+        let operator_entries = operators.into_iter().map(|(operator, beyond)| {
+            NewEntry::new(
+                &operator,
+                Action::Denied,
+                Outcome::Denied,
+                format!("{beyond} further refused requests beyond the limit, answered 429, not written one by one"),
+            )
+        });
         let mut summaries: Vec<(IpAddr, Refusals)> = state.anonymous.drain().collect();
         summaries.sort_by_key(|(address, _)| *address);
         summaries
@@ -307,6 +354,7 @@ impl Throttle {
                     ),
                 )
             })
+            .chain(operator_entries)
             .collect()
     }
 }
@@ -346,6 +394,22 @@ mod tests {
         assert!(!t.known_device_at(addr(8), "K7QM-3XDA", now), "another address is not the holder's");
         assert!(!t.known_device_at(addr(7), "ABCD-EFGH", now), "nor is the same phone for another id");
         assert!(!t.known_device_at(addr(7), "K7QM-3XDA", now + Duration::from_secs(LOGIN_KNOWN_DEVICE_SECONDS)));
+    }
+
+    #[test]
+    fn an_operators_refusals_beyond_the_limit_are_counted_not_written() {
+        let t = Throttle::default();
+        let now = Instant::now();
+        let written =
+            (0..OPERATOR_REFUSALS_PER_INTERVAL_MAX + 25).filter(|_| t.refused_operator_at("K7QM-3XDA", now)).count();
+        assert_eq!(written as u64, OPERATOR_REFUSALS_PER_INTERVAL_MAX);
+        assert!(t.refused_operator_at("ABCD-EFGH", now), "another operator is not affected");
+        let later = now + Duration::from_secs(ANONYMOUS_SUMMARY_SECONDS);
+        let entries = t.take_summaries_at(false, later);
+        assert_eq!(entries.len(), 1, "{entries:?}");
+        assert_eq!(entries[0].operator, "K7QM-3XDA");
+        assert!(entries[0].detail.starts_with("25 further refused requests"), "{:?}", entries[0]);
+        assert!(t.refused_operator_at("K7QM-3XDA", later), "a new interval, a new allowance");
     }
 
     #[test]

@@ -272,8 +272,11 @@ fn every_route_with_an_id_refuses_any_segment_it_cannot_parse() {
                     let r = request.send().await.expect("the node answers");
                     let status = r.status();
                     let body = r.text().await.unwrap_or_default();
+                    // 429 once an operator's refusals pass their allowance (`throttle`).
                     prop_assert!(
-                        status == StatusCode::NOT_FOUND || status == StatusCode::BAD_REQUEST,
+                        status == StatusCode::NOT_FOUND
+                            || status == StatusCode::BAD_REQUEST
+                            || status == StatusCode::TOO_MANY_REQUESTS,
                         "{method} {route} with {segment}: {status} {body}"
                     );
                     prop_assert!(!body.contains("action=\"/person/"), "{method} {route} with {segment}: {body}");
@@ -286,6 +289,35 @@ fn every_route_with_an_id_refuses_any_segment_it_cannot_parse() {
     assert!(home.contains("有効：検索できます"), "no request closed the authorization");
     assert!(server.terminate().0.success());
     assert!(ok(&["audit", "verify", "--dir", "n"], f.dir()).contains("正常"));
+}
+
+/// Found by the outside probe: an enrolled operator's refused requests were each a durable
+/// entry, with no limit (1,647 a second with a valid token and malformed ids). Beyond an
+/// allowance they are answered 429 and counted in a summary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operators_refused_requests_do_not_grow_the_log_one_by_one() {
+    let (f, _) = node(100, "172049,172057");
+    let (id, _, token) = enrol(&f, "能登 花子", "1772090005", "support");
+    let (server, url) = serve(&f);
+    let api = common::https_client(&f.path("n/tls/ca.pem"));
+    let mut limited = 0;
+    for i in 0..200 {
+        let r =
+            api.get(format!("{url}api/v1/person/nothex{i}?purpose=medical")).bearer_auth(&token).send().await.unwrap();
+        match r.status() {
+            StatusCode::NOT_FOUND => {}
+            StatusCode::TOO_MANY_REQUESTS => limited += 1,
+            other => panic!("{other}"),
+        }
+    }
+    assert_eq!(limited, 200 - 60, "beyond 60 a minute, 429");
+    assert!(server.terminate().0.success());
+    let by_operator: Vec<Value> = audit_entries(&f).into_iter().filter(|e| e["operator"] == id.as_str()).collect();
+    assert_eq!(by_operator.len(), 61, "60 entries and one summary");
+    assert!(
+        by_operator.iter().any(|e| e["detail"].as_str().unwrap().starts_with("140 further refused requests")),
+        "{by_operator:?}"
+    );
 }
 
 /// Finding 4: the lock was read before Argon2 and the failure counted after, so 40 parallel
