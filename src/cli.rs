@@ -147,6 +147,9 @@ pub enum ClockCommand {
         /// 新しい時刻（RFC 3339、時差つき。例 2024-01-01T16:10:00+09:00）
         #[arg(long, value_parser = parse_time)]
         to: DateTime<Utc>,
+        /// 確認なしで進める（スクリプト用。なければ端末で確認する）
+        #[arg(long)]
+        yes: bool,
     },
 }
 
@@ -537,9 +540,15 @@ pub fn run(cli: Cli) -> Result<()> {
             println!("{}", enrolled.token.as_str());
             Ok(())
         }
-        Command::Clock(ClockCommand::Forward { dir, to }) => {
+        Command::Clock(ClockCommand::Forward { dir, to, yes }) => {
             let mut node = Node::open(&NodeDir::new(dir))?;
             let secret = Arc::new(open_secret(&node)?);
+            // The bounds first, then the question, as the page asks it: a wrong year moves the
+            // node past every authorization's end.
+            let now = node.check_clock_move(to, clock.as_ref())?;
+            if !yes {
+                confirm_clock_move(now, to)?;
+            }
             let before = node.now(clock.as_ref())?;
             node.move_clock_forward(to, clock.as_ref())?;
             let detail = format!("{} -> {}", before.to_rfc3339(), to.to_rfc3339());
@@ -847,6 +856,27 @@ pub fn authorize_command(args: &AuthorizeArgs, clock: &SharedClock) -> Result<St
         println!("{code}");
     }
     Ok(code)
+}
+
+/// Asks on the terminal before the clock moves; without a terminal, `--yes` is needed.
+fn confirm_clock_move(now: DateTime<Utc>, to: DateTime<Utc>) -> Result<()> {
+    use std::io::{BufRead, IsTerminal};
+    let question = format!(
+        "ノードの時刻を {} から {} に進めます（{}進みます。戻せません）。日付（特に年）は正しいですか？ [y/N]: ",
+        authz::jst(now),
+        authz::jst(to),
+        crate::views::duration_words(to - now)
+    );
+    if !std::io::stdin().is_terminal() {
+        bail!("{question}\n端末がないため確認できません。確かめたうえで --yes をつけて実行してください");
+    }
+    eprint!("{question}");
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer).context("答えを読めません")?;
+    if !matches!(answer.trim(), "y" | "Y" | "yes" | "はい") {
+        bail!("時計は進めませんでした");
+    }
+    Ok(())
 }
 
 /// Serves a node until SIGINT or SIGTERM. `banner` prints extra lines once listening.

@@ -115,7 +115,11 @@ fn an_authorization_is_issued_imported_extended_revoked_and_closed_through_the_c
     // The clock moves forward only, and the move is recorded.
     let err = fails(&["clock", "forward", "--dir", "n", "--to", &rfc3339(now - Duration::days(1))], f.dir());
     assert!(err.contains("進めることしかできません"), "{err}");
-    let out = ok(&["clock", "forward", "--dir", "n", "--to", &rfc3339(now + Duration::hours(2))], f.dir());
+    // Without a terminal to ask on, a move needs --yes (the probe found the command asked nothing).
+    let soon = rfc3339(now + Duration::hours(2));
+    let err = fails(&["clock", "forward", "--dir", "n", "--to", &soon], f.dir());
+    assert!(err.contains("--yes") && err.contains("進めます"), "{err}");
+    let out = ok(&["clock", "forward", "--dir", "n", "--to", &soon, "--yes"], f.dir());
     assert!(out.contains("進めました"), "{out}");
     let node = kaigo_field::node::Node::open(&kaigo_field::node::NodeDir::new(f.path("n"))).unwrap();
     assert_eq!(node.store.clock_moves().unwrap().len(), 1);
