@@ -322,15 +322,36 @@ async fn get_ok_h2(sender: &mut hyper::client::conn::http2::SendRequest<axum::bo
     Instant::now()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn requests_beyond_the_server_bound_are_answered_503_at_once() {
-    // Two slots; `/hold` keeps its slot until the test lets it go.
-    let entered = Arc::new(AtomicUsize::new(0));
-    let release = Arc::new(tokio::sync::Semaphore::new(0));
+/// `/hold` requests, each keeping its request slot until the test releases it.
+struct Hold {
+    entered: Arc<AtomicUsize>,
+    release: Arc<tokio::sync::Semaphore>,
+}
+
+impl Hold {
+    /// Until `n` holding requests have reached the handler (a few seconds at most).
+    async fn wait_entered(&self, n: usize) {
+        for _ in 0..100 {
+            if self.entered.load(Ordering::SeqCst) == n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(self.entered.load(Ordering::SeqCst), n, "the holding requests reached the handler");
+    }
+
+    fn release(&self, n: usize) {
+        self.release.add_permits(n);
+    }
+}
+
+/// `/` answers "ok"; `/hold` answers once released (see `Hold`).
+fn holding_app() -> (Router, Hold) {
+    let hold = Hold { entered: Arc::new(AtomicUsize::new(0)), release: Arc::new(tokio::sync::Semaphore::new(0)) };
     let app = Router::new().route("/", get(|| async { "ok" })).route(
         "/hold",
         get({
-            let (entered, release) = (entered.clone(), release.clone());
+            let (entered, release) = (hold.entered.clone(), hold.release.clone());
             move || async move {
                 entered.fetch_add(1, Ordering::SeqCst);
                 let _ = release.acquire().await.unwrap();
@@ -338,16 +359,17 @@ async fn requests_beyond_the_server_bound_are_answered_503_at_once() {
             }
         }),
     );
+    (app, hold)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_beyond_the_server_bound_are_answered_503_at_once() {
+    // Two slots; `/hold` keeps its slot until the test lets it go.
+    let (app, hold) = holding_app();
     let node = Node::start(app, ServerLimits { requests_in_flight_max: 2, ..short_limits() }).await;
     let http = node.https(loopback(1));
     let holds: Vec<_> = (0..2).map(|_| tokio::spawn(http.get(node.url("/hold")).send())).collect();
-    for _ in 0..100 {
-        if entered.load(Ordering::SeqCst) == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(entered.load(Ordering::SeqCst), 2, "both holding requests reached the handler");
+    hold.wait_entered(2).await;
 
     let asked = Instant::now();
     let shed = http.get(node.url("/")).send().await.unwrap();
@@ -357,7 +379,7 @@ async fn requests_beyond_the_server_bound_are_answered_503_at_once() {
     assert_eq!(shed.headers()["x-content-type-options"], "nosniff");
     assert!(shed.text().await.unwrap().contains("混み合っています"));
 
-    release.add_permits(2);
+    hold.release(2);
     for hold in holds {
         assert_eq!(hold.await.unwrap().unwrap().status(), 200);
     }
@@ -370,34 +392,16 @@ async fn requests_beyond_the_server_bound_are_answered_503_at_once() {
 /// 503. One address now holds at most its share of the slots.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_address_holds_no_more_than_its_share_of_the_request_slots() {
-    let entered = Arc::new(AtomicUsize::new(0));
-    let release = Arc::new(tokio::sync::Semaphore::new(0));
-    let app = Router::new().route("/", get(|| async { "ok" })).route(
-        "/hold",
-        get({
-            let (entered, release) = (entered.clone(), release.clone());
-            move || async move {
-                entered.fetch_add(1, Ordering::SeqCst);
-                let _ = release.acquire().await.unwrap();
-                "held"
-            }
-        }),
-    );
+    let (app, hold) = holding_app();
     let node = Node::start(app, ServerLimits { requests_per_address_max: 2, ..short_limits() }).await;
     let greedy = node.https(loopback(1));
     let holds: Vec<_> = (0..2).map(|_| tokio::spawn(greedy.get(node.url("/hold")).send())).collect();
-    for _ in 0..100 {
-        if entered.load(Ordering::SeqCst) == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(entered.load(Ordering::SeqCst), 2);
+    hold.wait_entered(2).await;
     let asked = Instant::now();
     assert_eq!(greedy.get(node.url("/")).send().await.unwrap().status(), 503, "the greedy address is at its share");
     assert!(asked.elapsed() < Duration::from_secs(1));
     assert_eq!(node.https(loopback(2)).get(node.url("/")).send().await.unwrap().status(), 200, "others are served");
-    release.add_permits(2);
+    hold.release(2);
     for hold in holds {
         assert_eq!(hold.await.unwrap().unwrap().status(), 200);
     }
