@@ -71,7 +71,7 @@ fn an_ended_enrolment_is_not_explained_by_a_clock_fault() {
         &["staff", "add", "--dir", "n", "--name", "能登 花子", "--facility", "1772090005", "--role", "support"],
         f.dir(),
     );
-    let id = out.split("職員 ").nth(1).and_then(|r| r.split(' ').next()).unwrap().to_owned();
+    let (id, _, _) = common::enrolled(&out);
     // Another authorization replaces the one the operator was enrolled under; then the clock
     // falls behind the trusted time.
     let mut args = Fixture::drill_args("n", "172049", "b.kfauth");

@@ -44,12 +44,10 @@ fn authorize(f: &Fixture, municipalities: &str, out: &str) {
 
 /// `staff add`: (id, one-time code, API token).
 fn enrol(f: &Fixture, name: &str, facility: &str, role: &str) -> (String, String, String) {
-    let out = ok(&["staff", "add", "--dir", "n", "--name", name, "--facility", facility, "--role", role], f.dir());
-    let id = out.split("職員 ").nth(1).and_then(|r| r.split(' ').next()).expect("an id").to_owned();
-    let code =
-        out.split("ログインコード（1回限り）: ").nth(1).and_then(|r| r.lines().next()).expect("a code").to_owned();
-    let token = out.lines().find(|l| l.starts_with("kft_")).expect("a token").trim().to_owned();
-    (id, code, token)
+    common::enrolled(&ok(
+        &["staff", "add", "--dir", "n", "--name", name, "--facility", facility, "--role", role],
+        f.dir(),
+    ))
 }
 
 fn serve(f: &Fixture) -> (Spawned, String) {
@@ -585,10 +583,7 @@ async fn control_characters_are_refused_and_never_reach_a_terminal() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_enrolled_coordinator_cannot_revoke_the_first() {
     let (f, first) = node(100, "172049,172057");
-    let out =
-        ok(&["staff", "add", "--dir", "n", "--name", "珠洲 調整", "--facility", "", "--role", "coordinator"], f.dir());
-    let second = out.split("職員 ").nth(1).and_then(|r| r.split(' ').next()).unwrap().to_owned();
-    let code = out.split("ログインコード（1回限り）: ").nth(1).and_then(|r| r.lines().next()).unwrap().to_owned();
+    let (second, code, _) = enrol(&f, "珠洲 調整", "", "coordinator");
     let (server, url) = serve(&f);
     let c = browser(&f, HERE);
     sign_in_first_time(&c, &url, &second, &code).await;

@@ -10,11 +10,11 @@ use serde_json::{Value, json};
 
 /// The staff id `staff add` printed (random, never the next number).
 fn staff_id_of(out: &str) -> String {
-    out.split("職員 ").nth(1).and_then(|rest| rest.split(' ').next()).expect("a staff id printed").to_owned()
+    common::enrolled(out).0
 }
 
 fn token_of(out: &str) -> String {
-    out.lines().find(|l| l.starts_with("kft_")).expect("a token printed").trim().to_owned()
+    common::enrolled(out).2
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

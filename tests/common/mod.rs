@@ -313,3 +313,17 @@ pub fn first_coordinator_id(init_output: &str) -> String {
         .expect("the first coordinator's id printed")
         .to_owned()
 }
+
+/// What `staff add` printed: (staff id, one-time login code, API token).
+pub fn enrolled(staff_add_output: &str) -> (String, String, String) {
+    let out = staff_add_output;
+    let id = out.split("職員 ").nth(1).and_then(|r| r.split(' ').next()).expect("a staff id printed").to_owned();
+    let code = out
+        .split("ログインコード（1回限り）: ")
+        .nth(1)
+        .and_then(|r| r.lines().next())
+        .expect("a code printed")
+        .to_owned();
+    let token = out.lines().find(|l| l.starts_with("kft_")).expect("a token printed").trim().to_owned();
+    (id, code, token)
+}
