@@ -887,10 +887,6 @@ impl Store {
         Ok(rows)
     }
 
-    pub fn staff_count(&self) -> Result<u64, StoreError> {
-        Ok(self.conn.query_row("SELECT COUNT(*) FROM staff", [], |r| r.get::<_, i64>(0))? as u64)
-    }
-
     /// Claims the right to check one sign-in to `id` now: atomically, only if the account is
     /// not resting after failures nor being checked by another attempt, and then holds it until
     /// `hold_until` (released by `finish_login`). So parallel guesses at one account are not all

@@ -1,7 +1,10 @@
-//! What one client address may cost the node before it has proved who it is: sign-in attempts
-//! (Argon2 runs in a small bounded queue; failures are counted per address and per address and
-//! staff id) and requests refused for having no session or token (rate-limited, and written to
-//! the audit log as one summary per address per interval instead of one entry each).
+//! What a client may cost the node before it has proved who it is: sign-in attempts (Argon2
+//! runs in a small bounded queue; failures are counted per address and per address and staff
+//! id; the addresses a holder signed in from are remembered, so guesses from elsewhere do not
+//! hold them out) and requests refused for having no session or token (rate-limited, and written
+//! to the audit log as one summary per address per interval instead of one entry each). And
+//! what refusals may cost once it has: an enrolled operator's refused requests beyond an
+//! allowance are answered 429 and summarised the same way.
 //!
 //! Everything here is in memory and counts with the monotonic clock (`Instant`), which a wrong
 //! wall clock cannot move. It must not hold anything personal: addresses, staff ids as typed and
