@@ -31,7 +31,7 @@ fn kf(args: &[&str], cwd: &Path) {
 
 /// Appends entries until the log holds `total`, in batches as the server commits them.
 fn grow(dir: &NodeDir, total: u64) {
-    let mut node = Node::open(dir).expect("node");
+    let node = Node::open(dir).expect("node");
     let secret = Arc::new(node.secret_key(None).expect("key"));
     let writer = ChainWriter::new(&node.info.node_id, secret, dir.audit_seal(), clock::system());
     let mut have = node.store.audit_head().expect("head").map_or(0, |(seq, _)| seq);
@@ -45,7 +45,7 @@ fn grow(dir: &NodeDir, total: u64) {
                 e
             })
             .collect();
-        writer.append(&mut node.store, &batch).expect("append");
+        writer.append(&node.store, &batch).expect("append");
         have += n;
     }
 }

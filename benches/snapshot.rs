@@ -51,7 +51,9 @@ fn main() {
     node::init(&node_dir, &bundle, None).expect("node init");
     let mut node = Node::open(&node_dir).expect("node open");
     let started = Instant::now();
-    node.import(&snap, clock.as_ref(), true).expect("import");
+    let writer = node.writer(std::sync::Arc::new(node.secret_key(None).expect("node key")), clock.clone());
+    let by = |a, o, d: String| kaigo_field::audit::NewEntry::new("coordinator", a, o, d);
+    node.import(&snap, clock.as_ref(), true, &writer, &by).expect("import");
     let import_secs = started.elapsed().as_secs_f64();
 
     let started = Instant::now();

@@ -719,8 +719,13 @@ pub enum CommitMode {
     PerEntry,
 }
 
+/// Who a change is recorded under: makes its audit entry from the action, outcome and detail
+/// (a command's `coordinator`, or the signed-in coordinator's `Operator::entry`).
+pub type By<'a> = &'a dyn Fn(Action, Outcome, String) -> NewEntry;
+
 /// Writes entries to the chain: one transaction with the entries and a signed, sealed
 /// checkpoint. The one function through which entries reach the store.
+#[derive(Clone)]
 pub struct ChainWriter {
     node_id: String,
     secret: Arc<NodeSecretKey>,
@@ -786,11 +791,51 @@ impl ChainWriter {
 
     /// Appends `batch` durably; returns the receipts in order. On error no entry was written
     /// (the seal key may have moved on by one epoch, which is harmless).
-    pub fn append(&self, store: &mut Store, batch: &[NewEntry]) -> Result<Vec<Receipt>, AuditError> {
+    pub fn append(&self, store: &Store, batch: &[NewEntry]) -> Result<Vec<Receipt>, AuditError> {
+        store.append_audit_with(|store| self.chain(store, batch))
+    }
+
+    /// Makes a change to the node and writes its audit entry in one transaction: `change` runs
+    /// inside the write transaction (its store writes nest in it) and returns its result with
+    /// the entry that records it; both commit together, or neither does. If `change` fails,
+    /// nothing of it stays, and the entry `failed` makes of the error (if any) is appended on
+    /// its own, so a refused attempt is on the record too.
+    pub fn commit<T, E>(
+        &self,
+        store: &Store,
+        change: impl FnOnce() -> Result<(T, NewEntry), E>,
+        failed: impl FnOnce(&E) -> Option<NewEntry>,
+    ) -> Result<T, E>
+    where
+        E: From<AuditError> + From<StoreError>,
+    {
+        let result = store.append_audit_with(|store| {
+            let (out, entry) = change()?;
+            let (entries, checkpoint, _) = self.chain(store, std::slice::from_ref(&entry))?;
+            Ok::<_, E>((entries, checkpoint, out))
+        });
+        match result {
+            Ok(out) => {
+                // What a change forgot (a closed authorization's code) leaves the WAL now.
+                store.forget_old_pages()?;
+                Ok(out)
+            }
+            Err(e) => {
+                if let Some(entry) = failed(&e) {
+                    self.append(store, &[entry])?;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The entries of `batch` chained to the head, and their checkpoint; inside the write
+    /// transaction.
+    fn chain(&self, store: &Store, batch: &[NewEntry]) -> Result<(Vec<Entry>, Checkpoint, Vec<Receipt>), AuditError> {
         // Everything is read inside the write transaction: the head, then the seal state (a
         // state read after the head is never older than the checkpoint at that head), so two
         // writers (the server's, a command's) take turns and never chain to the same head.
-        store.append_audit_with(|store| {
+        {
             let (mut seq, mut prev) = store.audit_head()?.unwrap_or((0, hex::encode(GENESIS)));
             let last_epoch = match store.audit_last_checkpoint()? {
                 Some(c) => Some(c.seal.ok_or(AuditError::Unsealed)?.epoch),
@@ -837,7 +882,7 @@ impl ChainWriter {
             let checkpoint = make_checkpoint(&self.node_id, seq, prev, wall_time, &self.secret, seal.epoch, seal.key());
             let receipts = entries.iter().zip(late).map(|(e, late)| Receipt { seq: e.seq, late }).collect();
             Ok((entries, checkpoint, receipts))
-        })
+        }
     }
 }
 
@@ -855,11 +900,11 @@ pub struct AuditLog {
 
 impl AuditLog {
     /// Starts the writer on its own connection to the node's database.
-    pub fn start(mut store: Store, writer: ChainWriter, mode: CommitMode) -> AuditLog {
+    pub fn start(store: Store, writer: ChainWriter, mode: CommitMode) -> AuditLog {
         let (queue, jobs) = sync_channel::<Job>(AUDIT_QUEUE_ENTRIES_MAX);
         let thread = std::thread::Builder::new()
             .name("audit-writer".into())
-            .spawn(move || write_loop(&mut store, &writer, &jobs, mode))
+            .spawn(move || write_loop(&store, &writer, &jobs, mode))
             .expect("the audit writer thread starts");
         AuditLog { queue: Some(queue), thread: Some(thread) }
     }
@@ -897,7 +942,7 @@ impl Drop for AuditLog {
     }
 }
 
-fn write_loop(store: &mut Store, writer: &ChainWriter, jobs: &Receiver<Job>, mode: CommitMode) {
+fn write_loop(store: &Store, writer: &ChainWriter, jobs: &Receiver<Job>, mode: CommitMode) {
     let batch_max = match mode {
         CommitMode::Group => AUDIT_BATCH_ENTRIES_MAX,
         CommitMode::PerEntry => 1,
@@ -962,7 +1007,7 @@ mod tests {
     #[test]
     fn an_access_stamped_at_or_after_its_window_is_written_as_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(&dir.path().join("node.db")).unwrap();
+        let store = Store::open(&dir.path().join("node.db")).unwrap();
         let seal = dir.path().join("audit-seal.key");
         let start = DateTime::from_timestamp(1_790_000_000, 0).unwrap();
         SealState::genesis(AuditSealKey::generate(), start).save(&seal).unwrap();
@@ -973,15 +1018,15 @@ mod tests {
             &seal,
             std::sync::Arc::new(clock.clone()),
         );
-        writer.append(&mut store, &[NewEntry::new("node", Action::NodeInit, Outcome::Ok, "provisioned")]).unwrap();
+        writer.append(&store, &[NewEntry::new("node", Action::NodeInit, Outcome::Ok, "provisioned")]).unwrap();
         let until = start + chrono::Duration::seconds(10);
         let view =
             |valid_until| NewEntry { valid_until, ..NewEntry::new("K7QM-3XDA", Action::View, Outcome::Ok, "web") };
-        let inside = writer.append(&mut store, &[view(Some(until))]).unwrap();
+        let inside = writer.append(&store, &[view(Some(until))]).unwrap();
         assert!(!inside[0].late());
         // The request waited: by the time its entry is stamped the window is over.
         clock.advance(chrono::Duration::seconds(10));
-        let late = writer.append(&mut store, &[view(Some(until)), view(None)]).unwrap();
+        let late = writer.append(&store, &[view(Some(until)), view(None)]).unwrap();
         assert!(late[0].late() && !late[1].late());
         let written = store.audit_entries(late[0].seq()).unwrap();
         assert_eq!(written[0].outcome, "denied");

@@ -440,14 +440,8 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Authz(AuthzCommand::Close { dir }) => {
             let mut node = Node::open(&NodeDir::new(dir))?;
-            let secret = Arc::new(open_secret(&node)?);
-            let closed = node.close_authorization(clock.as_ref())?;
-            let detail = closed.clone().unwrap_or_else(|| "none active".into());
-            node.audit(
-                secret,
-                clock.clone(),
-                &[NewEntry::new(COORDINATOR, Action::AuthorizationClose, Outcome::Ok, detail)],
-            )?;
+            let writer = node.writer(Arc::new(open_secret(&node)?), clock.clone());
+            let closed = node.close_authorization(clock.as_ref(), &writer, &by_coordinator)?;
             match closed {
                 Some(id) => println!("認可 {id} を終了しました。鍵は消え、検索はできません。"),
                 None => println!("有効な認可はありません。"),
@@ -514,20 +508,8 @@ pub fn run(cli: Cli) -> Result<()> {
             let role = Role::parse(&role)
                 .with_context(|| format!("役割 {role} はありません（support, receiving, coordinator）"))?;
             let mut node = Node::open(&NodeDir::new(dir))?;
-            let secret = Arc::new(open_secret(&node)?);
-            let authorization = node.active_authorization(clock.as_ref())?;
-            let now = node.now(clock.as_ref())?;
-            let result = crate::staff::add(&node.store, authorization.as_ref(), &name, &facility, role, now);
-            let entry = match &result {
-                Ok(e) => NewEntry {
-                    facility: Some(facility.trim().to_owned()),
-                    role: Some(role),
-                    ..NewEntry::new(COORDINATOR, Action::Enrol, Outcome::Ok, e.id.clone())
-                },
-                Err(e) => NewEntry::new(COORDINATOR, Action::Enrol, Outcome::Denied, e.to_string()),
-            };
-            node.audit(secret, clock.clone(), &[entry])?;
-            let enrolled = result?;
+            let writer = node.writer(Arc::new(open_secret(&node)?), clock.clone());
+            let enrolled = node.enrol(&name, &facility, role, clock.as_ref(), &writer, &by_coordinator)?;
             println!(
                 "職員 {} を登録しました（{}、事業所 {}、{}）。",
                 enrolled.id,
@@ -542,17 +524,14 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Clock(ClockCommand::Forward { dir, to, yes }) => {
             let mut node = Node::open(&NodeDir::new(dir))?;
-            let secret = Arc::new(open_secret(&node)?);
+            let writer = node.writer(Arc::new(open_secret(&node)?), clock.clone());
             // The bounds first, then the question, as the page asks it: a wrong year moves the
             // node past every authorization's end.
             let now = node.check_clock_move(to, clock.as_ref())?;
             if !yes {
                 confirm_clock_move(now, to)?;
             }
-            let before = node.now(clock.as_ref())?;
-            node.move_clock_forward(to, clock.as_ref())?;
-            let detail = format!("{} -> {}", before.to_rfc3339(), to.to_rfc3339());
-            node.audit(secret, clock.clone(), &[NewEntry::new(COORDINATOR, Action::ClockMove, Outcome::Ok, detail)])?;
+            let before = node.move_clock_forward(to, clock.as_ref(), &writer, &by_coordinator)?;
             println!("ノードの時刻を {} から {} に進めました（記録しました）。", authz::jst(before), authz::jst(to));
             Ok(())
         }
@@ -694,18 +673,13 @@ fn import_snapshot(
     clock: &SharedClock,
     quiet: bool,
 ) -> Result<Manifest> {
-    let result = node.import(file, clock.as_ref(), quiet);
-    let entry = match &result {
-        Ok(m) => NewEntry::new(
-            COORDINATOR,
-            Action::SnapshotImport,
-            Outcome::Ok,
-            format!("snapshot v{} {}", m.snapshot_version, m.snapshot_id),
-        ),
-        Err(e) => NewEntry::new(COORDINATOR, Action::SnapshotImport, Outcome::Failed, e.to_string()),
-    };
-    node.audit(secret, clock.clone(), &[entry])?;
-    Ok(result?)
+    let writer = node.writer(secret, clock.clone());
+    Ok(node.import(file, clock.as_ref(), quiet, &writer, &by_coordinator)?)
+}
+
+/// The audit entry of a change a command makes: made by the coordinator at the node's terminal.
+fn by_coordinator(action: Action, outcome: Outcome, detail: String) -> NewEntry {
+    NewEntry::new(COORDINATOR, action, outcome, detail)
 }
 
 /// Imports an authorization and records the attempt (refusals too) in the audit log.
@@ -715,10 +689,8 @@ fn import_authorization(
     secret: Arc<NodeSecretKey>,
     clock: &SharedClock,
 ) -> Result<ImportOutcome> {
-    let result = node.import_authorization(code, &secret, clock.as_ref());
-    let (action, outcome, detail) = crate::gate::import_audit(&result);
-    node.audit(secret, clock.clone(), &[NewEntry::new(COORDINATOR, action, outcome, detail)])?;
-    Ok(result?)
+    let writer = node.writer(secret.clone(), clock.clone());
+    Ok(node.import_authorization(code, &secret, clock.as_ref(), &writer, &by_coordinator)?)
 }
 
 /// Extra lines printed once the server is listening (the demo's logins), given the URL and
@@ -786,13 +758,8 @@ fn first_coordinator(
     key_passphrase: Option<&str>,
     clock: &SharedClock,
 ) -> Result<String> {
-    let secret = Arc::new(node.secret_key(key_passphrase)?);
-    let now = node.now(clock.as_ref())?;
-    let (id, _token) = crate::staff::add_first_coordinator(&node.store, name, passphrase, now)?;
-    let entry =
-        NewEntry { role: Some(Role::Coordinator), ..NewEntry::new("node", Action::Enrol, Outcome::Ok, id.clone()) };
-    node.audit(secret, clock.clone(), &[entry])?;
-    Ok(id)
+    let writer = node.writer(Arc::new(node.secret_key(key_passphrase)?), clock.clone());
+    Ok(node.enrol_first_coordinator(name, passphrase, clock.as_ref(), &writer)?)
 }
 
 /// "support=card,contact;receiving=card" into role sections.
@@ -890,11 +857,8 @@ fn serve(dir: &NodeDir, listen: SocketAddr, clock: SharedClock, banner: Option<&
             "{fault}。監査ログが改ざん・破損しているため起動しません。`kaigo-field audit verify` で確認し、中央に連絡してください"
         );
     }
-    let audit = Arc::new(AuditLog::start(
-        crate::store::Store::open(&dir.db())?,
-        ChainWriter::new(&node.info.node_id, secret.clone(), dir.audit_seal(), clock.clone()),
-        CommitMode::Group,
-    ));
+    let writer = ChainWriter::new(&node.info.node_id, secret.clone(), dir.audit_seal(), clock.clone());
+    let audit = Arc::new(AuditLog::start(crate::store::Store::open(&dir.db())?, writer.clone(), CommitMode::Group));
     let drill = node.current_manifest()?.is_some_and(|(_, m)| m.synthetic);
     let rate = search_rate_from_log(&node, clock.as_ref())?;
     let identity = tls::ensure_server_identity(&dir.tls(), &node.info.node_id, node.now(clock.as_ref())?)?;
@@ -921,6 +885,7 @@ fn serve(dir: &NodeDir, listen: SocketAddr, clock: SharedClock, banner: Option<&
             gate: Arc::new(Gate::new()),
             secret,
             audit: audit.clone(),
+            writer,
             clock,
             fingerprint,
             url: url.clone(),

@@ -5,12 +5,14 @@
 //! it re-checks the window and the trusted time on every call. Outside the window the data key
 //! and the records are dropped (the key zeroized) and every call is refused with the reason.
 
-use std::path::PathBuf;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 
-use crate::audit::{Action, Outcome};
+use crate::audit::{Action, By, ChainWriter, Outcome};
 use crate::authz::{self, Authorization, Decision, SignedAuthorization, jst};
 use crate::clock::Clock;
 use crate::disclose::FieldEvent;
@@ -32,9 +34,38 @@ pub struct OpenData {
     /// Wiped (on drop) with the index it opened; also keys the audit query hashes.
     data_key: DataKey,
     pub index: Index,
-    /// The snapshot file and where its record chunks are, to read one person's full record.
-    file: PathBuf,
+    /// The snapshot file's name, and the file itself, open: records are read from this handle,
+    /// so a snapshot imported meanwhile (which deletes the old file) never leaves the index
+    /// without its records.
+    file_name: String,
+    file: File,
     records: RecordMap,
+}
+
+/// Reads a shared file at its own position (`pread`): concurrent record reads need no lock.
+struct At<'a> {
+    file: &'a File,
+    pos: u64,
+}
+
+impl Read for At<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for At<'_> {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        let base = match to {
+            SeekFrom::Start(n) => Some(n),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+            SeekFrom::End(d) => self.file.metadata()?.len().checked_add_signed(d),
+        };
+        self.pos = base.ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "seek out of range"))?;
+        Ok(self.pos)
+    }
 }
 
 impl OpenData {
@@ -72,7 +103,7 @@ impl OpenData {
     /// Never kept: the caller shows it and drops it.
     pub fn record(&self, person_id: &str) -> Result<Option<PersonRecord>, SnapshotError> {
         let Some(position) = self.index.position_of(person_id) else { return Ok(None) };
-        let mut file = std::fs::File::open(&self.file)?;
+        let mut file = At { file: &self.file, pos: 0 };
         let record = snapshot::read_record(&mut file, &self.records, &self.data_key, u64::from(position))?;
         // The search section and the records were built together; a mismatch is an altered file.
         if record.person_id.as_str() != person_id {
@@ -158,20 +189,49 @@ pub const REASON_REPLACED: &str = "別の認可に置き換え";
 impl Node {
     /// Checks an authorization code and, if it is good, makes it the one in force (or ends the
     /// one it supersedes). The key is unwrapped here once to prove it opens this snapshot.
+    /// The decision, the authorization's row and its audit entry commit together; a refusal
+    /// is recorded on its own.
     pub fn import_authorization(
         &mut self,
+        code: &str,
+        secret: &NodeSecretKey,
+        clock: &dyn Clock,
+        writer: &ChainWriter,
+        by: By<'_>,
+    ) -> Result<ImportOutcome, NodeError> {
+        // An authentic authorization for this node carries the central's clock, even if it is
+        // refused below (for instance because this node's clock is far behind): it bounds how
+        // far the coordinator may then move the clock forward. Noted before the import's
+        // transaction, which a refusal undoes.
+        if let Ok(signed) = SignedAuthorization::parse(code) {
+            let a = &signed.authorization;
+            if signed.signature_valid(&self.info.central_key) && a.grant_for(&self.info.node_id).is_some() {
+                self.note_central_time(a.issued_at())?;
+            }
+        }
+        let this = &*self;
+        writer.commit(
+            &this.store,
+            || {
+                let outcome = this.import_authorization_now(code, secret, clock)?;
+                let (action, outcome_code, detail) = import_audit::<NodeError>(&Ok(outcome.clone()));
+                Ok((outcome, by(action, outcome_code, detail)))
+            },
+            |e: &NodeError| {
+                let (action, outcome, detail) = import_audit::<&NodeError>(&Err(e));
+                Some(by(action, outcome, detail))
+            },
+        )
+    }
+
+    fn import_authorization_now(
+        &self,
         code: &str,
         secret: &NodeSecretKey,
         clock: &dyn Clock,
     ) -> Result<ImportOutcome, NodeError> {
         let signed = SignedAuthorization::parse(code)?;
         let a = &signed.authorization;
-        // An authentic authorization for this node carries the central's clock, even if it is
-        // refused below (for instance because this node's clock is far behind): it bounds how
-        // far the coordinator may then move the clock forward.
-        if signed.signature_valid(&self.info.central_key) && a.grant_for(&self.info.node_id).is_some() {
-            self.note_central_time(a.issued_at())?;
-        }
         let now = self.now(clock)?;
         let manifest = self.current_manifest()?.map(|(_, m)| m);
         let seen = self.store.authorization(&a.id)?.map(|r| r.serial);
@@ -223,10 +283,25 @@ impl Node {
         Ok(outcome)
     }
 
-    /// Ends the authorization in force, if any (the coordinator's `authz close`).
-    pub fn close_authorization(&mut self, clock: &dyn Clock) -> Result<Option<String>, NodeError> {
-        let now = self.now(clock)?;
-        Ok(self.store.close_active_authorization(REASON_CLOSED, now)?)
+    /// Ends the authorization in force, if any (the coordinator's `authz close`); the close and
+    /// its audit entry commit together.
+    pub fn close_authorization(
+        &mut self,
+        clock: &dyn Clock,
+        writer: &ChainWriter,
+        by: By<'_>,
+    ) -> Result<Option<String>, NodeError> {
+        let this = &*self;
+        writer.commit(
+            &this.store,
+            || {
+                let now = this.now(clock)?;
+                let closed = this.store.close_active_authorization(REASON_CLOSED, now)?;
+                let detail = closed.clone().unwrap_or_else(|| "none active".into());
+                Ok((closed, by(Action::AuthorizationClose, Outcome::Ok, detail)))
+            },
+            |e: &NodeError| Some(by(Action::AuthorizationClose, Outcome::Failed, e.to_string())),
+        )
     }
 
     /// The authorization in force and readable now, or why not. Ends an authorization whose
@@ -308,16 +383,21 @@ impl Node {
             .grant_for(&self.info.node_id)
             .ok_or_else(|| NodeError::Refused(authz::Refusal::NodeNotListed(self.info.node_id.clone())))?;
         let data_key = secret.unwrap_data_key(&grant.wrapped_key)?;
-        let (held, _) = self.current_manifest()?.ok_or(authz::Refusal::NoSnapshot)?;
+        let (held, manifest) = self.current_manifest()?.ok_or(authz::Refusal::NoSnapshot)?;
+        if data_key.key_id() != manifest.data_key_id {
+            return Err(authz::Refusal::KeyDoesNotOpen.into());
+        }
         let path = self.dir.snapshots().join(&held.file_name);
-        let file =
-            std::fs::File::open(&path).map_err(|cause| NodeError::Io { path: path.display().to_string(), cause })?;
-        let (section, records) =
-            snapshot::open_search(std::io::BufReader::new(file), &self.info.central_key, &data_key)?;
+        let file = File::open(&path).map_err(|cause| NodeError::Io { path: path.display().to_string(), cause })?;
+        let (section, records) = snapshot::open_search(
+            std::io::BufReader::new(At { file: &file, pos: 0 }),
+            &self.info.central_key,
+            &data_key,
+        )?;
         // Only the people of the authorization's municipalities are held: a snapshot covers a
         // whole region, an authorization only the areas the Disaster Relief Act applies to.
         let index = Index::from_section_within(section, |code| signed.authorization.covers_municipality(code));
-        Ok(OpenData { authorization: signed.authorization, data_key, index, file: path, records })
+        Ok(OpenData { authorization: signed.authorization, data_key, index, file_name: held.file_name, file, records })
     }
 }
 
@@ -325,7 +405,16 @@ impl Node {
 /// authorization in force allows it.
 #[derive(Default)]
 pub struct Gate {
-    open: Mutex<Option<Arc<OpenData>>>,
+    open: Mutex<Open>,
+}
+
+#[derive(Default)]
+struct Open {
+    data: Option<Arc<OpenData>>,
+    /// A snapshot file made current after `data` was opened, which the authorization in force
+    /// cannot open (it was cut for the snapshot before): `data` is served until an
+    /// authorization for the new file arrives, without trying the key on every request.
+    newer_unopened: Option<String>,
 }
 
 impl Gate {
@@ -340,31 +429,53 @@ impl Gate {
         let row = match node.check_access(clock) {
             Ok(row) => row,
             Err(denied) => {
-                *open = None;
+                *open = Open::default();
                 return Err(denied);
             }
         };
         // The open data stands for one authorization over one snapshot file: a newer serial, or
-        // a snapshot imported while serving, reopens it (or refuses, if the authorization cannot
-        // open the new snapshot), so the index and the records never come from different files.
+        // a snapshot imported while serving, reopens it, so the index and the records always
+        // come from one file (the open data holds that file open).
         let current = node.store.current_snapshot().map_err(|e| Denied::Unavailable(e.to_string()))?;
-        if let (Some(data), Some(current)) = (open.as_ref(), current.as_ref()) {
-            let same_file = data.file.file_name().is_some_and(|f| f == current.file_name.as_str());
-            if data.authorization.id == row.id && data.authorization.serial == row.serial && same_file {
+        let same_authorization =
+            |data: &OpenData| data.authorization.id == row.id && data.authorization.serial == row.serial;
+        let current_file = current.map(|c| c.file_name);
+        if let Some(data) = open.data.as_ref().filter(|d| same_authorization(d)) {
+            if current_file.as_ref() == Some(&data.file_name) || current_file == open.newer_unopened {
                 return Ok(data.clone());
             }
         }
-        *open = None;
-        let data = Arc::new(node.open_data(&row, secret).map_err(|e| {
-            tracing::error!(error = %e, "cannot open authorized data");
-            Denied::Unavailable(e.to_string())
-        })?);
-        *open = Some(data.clone());
-        Ok(data)
+        match node.open_data(&row, secret) {
+            Ok(data) => {
+                let data = Arc::new(data);
+                *open = Open { data: Some(data.clone()), newer_unopened: None };
+                Ok(data)
+            }
+            // A newer snapshot was imported under an authorization cut for the one before (its
+            // own authorization follows): until then the authorization keeps opening what it was
+            // issued for, from the file this process still holds open.
+            Err(NodeError::Refused(authz::Refusal::KeyDoesNotOpen))
+                if open.data.as_ref().is_some_and(|d| same_authorization(d)) =>
+            {
+                tracing::info!(file = ?current_file, "the authorization in force cannot open the new snapshot; serving the one it was cut for");
+                open.newer_unopened = current_file;
+                Ok(open.data.clone().expect("checked in the guard"))
+            }
+            Err(e) => {
+                *open = Open::default();
+                tracing::error!(error = %e, "cannot open authorized data");
+                Err(Denied::Unavailable(e.to_string()))
+            }
+        }
     }
 
     /// Drops the open data now (closing, shutdown).
     pub fn close(&self) {
-        *self.open.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *self.open.lock().unwrap_or_else(|e| e.into_inner()) = Open::default();
+    }
+
+    /// The file name of the snapshot the open data was read from, if it is open.
+    pub fn serving_file(&self) -> Option<String> {
+        self.open.lock().unwrap_or_else(|e| e.into_inner()).data.as_ref().map(|d| d.file_name.clone())
     }
 }

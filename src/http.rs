@@ -37,6 +37,10 @@ pub struct AppState {
     pub secret: Arc<NodeSecretKey>,
     /// Every access is written here, durably, before its response leaves.
     pub audit: Arc<AuditLog>,
+    /// The same chain writer, for a coordinator's change: the change and its entry are written
+    /// in one transaction on the node's own connection (`ChainWriter::commit`), taking turns
+    /// with `audit` through the database's write lock.
+    pub writer: crate::audit::ChainWriter,
     pub clock: SharedClock,
     pub fingerprint: String,
     /// The node's URL as staff open it (`https://…/`).

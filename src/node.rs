@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroize;
 
 use crate::audit::{
-    self, Action, Anchor, AuditError, ChainWriter, Fault, HeadSeal, NewEntry, Outcome, Verifier, VerifyReport,
+    self, Action, Anchor, AuditError, By, ChainWriter, Fault, HeadSeal, NewEntry, Outcome, Verifier, VerifyReport,
 };
 use crate::authz::Refusal;
 use crate::keys::{
@@ -69,6 +69,8 @@ pub enum NodeError {
     Refused(#[from] Refusal),
     #[error(transparent)]
     Audit(#[from] AuditError),
+    #[error(transparent)]
+    Staff(#[from] crate::staff::StaffError),
     #[error("ノードの公開鍵（node.pub）に中央の署名がありません。ノードを設定し直してください")]
     UntrustedNodeKey,
     #[error("時計は進めることしかできません: 指定の {to} は、ノードの今の時刻 {now} より前です")]
@@ -244,13 +246,13 @@ pub fn init(dir: &NodeDir, bundle_path: &Path, passphrase: Option<&str>) -> Resu
     secret.save(&dir.node_key(), passphrase)?;
     write_secret_file(&dir.node_public_key(), bundle.node_public_key.as_bytes())?;
     write_secret_file(&dir.node_public_key_signature(), bundle.node_public_key_signature.as_bytes())?;
-    let mut store = Store::open(&dir.db())?;
+    let store = Store::open(&dir.db())?;
     store.set_meta("node_id", &bundle.node_id)?;
     store.set_meta("region", &region.to_string())?;
     let clock = crate::clock::system();
     SealState::genesis(seal_key0, clock.now()).save(&dir.audit_seal())?;
     let writer = ChainWriter::new(&bundle.node_id, std::sync::Arc::new(secret), dir.audit_seal(), clock);
-    writer.append(&mut store, &[NewEntry::new("coordinator", Action::NodeInit, Outcome::Ok, "provisioned")])?;
+    writer.append(&store, &[NewEntry::new("coordinator", Action::NodeInit, Outcome::Ok, "provisioned")])?;
     Ok(NodeInfo { node_id: bundle.node_id.clone(), region, central_key })
 }
 
@@ -290,14 +292,28 @@ impl Node {
     }
 
     /// Moves the node's time forward to `to` (never back), for a coordinator whose device clock
-    /// is behind. Recorded in the store.
-    pub fn move_clock_forward(&mut self, to: DateTime<Utc>, clock: &dyn Clock) -> Result<(), NodeError> {
-        let now = self.check_clock_move(to, clock)?;
-        // Whole seconds, rounded up: rounded down, the node's time would sit just below the new
-        // high-water mark and refuse to serve for up to a second.
-        let offset = ((to - clock.now()).num_milliseconds() + 999).div_euclid(1000).max(0);
-        self.store.move_clock(now, to, offset)?;
-        Ok(())
+    /// is behind; the move and its audit entry commit together. Returns the node's time before.
+    pub fn move_clock_forward(
+        &mut self,
+        to: DateTime<Utc>,
+        clock: &dyn Clock,
+        writer: &ChainWriter,
+        by: By<'_>,
+    ) -> Result<DateTime<Utc>, NodeError> {
+        let this = &*self;
+        writer.commit(
+            &this.store,
+            || {
+                let now = this.check_clock_move(to, clock)?;
+                // Whole seconds, rounded up: rounded down, the node's time would sit just below
+                // the new high-water mark and refuse to serve for up to a second.
+                let offset = ((to - clock.now()).num_milliseconds() + 999).div_euclid(1000).max(0);
+                this.store.move_clock(now, to, offset)?;
+                let detail = format!("{} -> {}", now.to_rfc3339(), to.to_rfc3339());
+                Ok((now, by(Action::ClockMove, Outcome::Ok, detail)))
+            },
+            |e: &NodeError| Some(by(Action::ClockMove, Outcome::Denied, e.to_string())),
+        )
     }
 
     /// Whether the node's time may be moved forward to `to` now; the node's time if so. Never
@@ -353,6 +369,92 @@ impl Node {
         NodePublicKey::from_text(&text).ok_or(NodeError::UntrustedNodeKey)
     }
 
+    /// Enrols a member of staff under the authorization in force; their row and its audit
+    /// entry commit together, and a refusal is recorded on its own.
+    pub fn enrol(
+        &mut self,
+        name: &str,
+        facility: &str,
+        role: crate::authz::Role,
+        clock: &dyn Clock,
+        writer: &ChainWriter,
+        by: By<'_>,
+    ) -> Result<crate::staff::Enrolled, NodeError> {
+        let authorization = self.active_authorization(clock)?;
+        let this = &*self;
+        writer.commit(
+            &this.store,
+            || {
+                let now = this.now(clock)?;
+                let enrolled = crate::staff::add(&this.store, authorization.as_ref(), name, facility, role, now)?;
+                let entry = NewEntry {
+                    facility: Some(facility.trim().to_owned()).filter(|f| !f.is_empty()),
+                    role: Some(role),
+                    ..by(Action::Enrol, Outcome::Ok, enrolled.id.clone())
+                };
+                Ok((enrolled, entry))
+            },
+            |e: &NodeError| Some(by(Action::Enrol, Outcome::Denied, e.to_string())),
+        )
+    }
+
+    /// The node's first coordinator (made at `node init`), with its audit entry.
+    pub fn enrol_first_coordinator(
+        &mut self,
+        name: &str,
+        passphrase: &str,
+        clock: &dyn Clock,
+        writer: &ChainWriter,
+    ) -> Result<String, NodeError> {
+        let this = &*self;
+        writer.commit(
+            &this.store,
+            || {
+                let now = this.now(clock)?;
+                let (id, _token) = crate::staff::add_first_coordinator(&this.store, name, passphrase, now)?;
+                let entry = NewEntry {
+                    role: Some(crate::authz::Role::Coordinator),
+                    ..NewEntry::new("node", Action::Enrol, Outcome::Ok, id.clone())
+                };
+                Ok((id, entry))
+            },
+            |e: &NodeError| Some(NewEntry::new("node", Action::Enrol, Outcome::Denied, e.to_string())),
+        )
+    }
+
+    /// Revokes `target` for `actor` (never oneself, never the first coordinator); the revocation
+    /// and its audit entry commit together. `Ok(false)`: no such member, or already revoked.
+    pub fn revoke(
+        &mut self,
+        actor: &str,
+        target: &str,
+        clock: &dyn Clock,
+        writer: &ChainWriter,
+        by: By<'_>,
+    ) -> Result<bool, NodeError> {
+        let this = &*self;
+        writer.commit(
+            &this.store,
+            || {
+                let now = this.now(clock)?;
+                let Some(row) = this.store.staff(target)? else {
+                    return Ok((false, by(Action::Revoke, Outcome::Failed, target.to_owned())));
+                };
+                crate::staff::may_revoke(actor, &row)?;
+                let revoked = this.store.revoke_staff(target, now)?;
+                let outcome = if revoked { Outcome::Ok } else { Outcome::Failed };
+                Ok((revoked, by(Action::Revoke, outcome, target.to_owned())))
+            },
+            |e: &NodeError| Some(by(Action::Revoke, Outcome::Denied, format!("{target}: {e}"))),
+        )
+    }
+
+    /// The writer a command run on the node records with: it takes turns with a serving
+    /// node's writer through the database's write lock (`Store::append_audit_with`).
+    pub fn writer(&self, secret: std::sync::Arc<NodeSecretKey>, clock: crate::clock::SharedClock) -> ChainWriter {
+        ChainWriter::new(&self.info.node_id, secret, self.dir.audit_seal(), clock)
+    }
+
     /// Appends audit entries now, durably (for commands run on the node).
     pub fn audit(
         &mut self,
@@ -360,7 +462,7 @@ impl Node {
         clock: crate::clock::SharedClock,
         entries: &[NewEntry],
     ) -> Result<(), NodeError> {
-        ChainWriter::new(&self.info.node_id, secret, self.dir.audit_seal(), clock).append(&mut self.store, entries)?;
+        self.writer(secret, clock).append(&self.store, entries)?;
         Ok(())
     }
 
@@ -524,8 +626,60 @@ impl Node {
         Ok(m)
     }
 
-    /// Verifies and imports a snapshot; see the module comment for why this is atomic.
-    pub fn import(&mut self, file: &Path, clock: &dyn Clock, quiet: bool) -> Result<Manifest, NodeError> {
+    /// Verifies and imports a snapshot; see the module comment for why this is atomic. The
+    /// switch and its audit entry commit together; a refused or failed import is recorded too.
+    pub fn import(
+        &mut self,
+        file: &Path,
+        clock: &dyn Clock,
+        quiet: bool,
+        writer: &ChainWriter,
+        by: By<'_>,
+    ) -> Result<Manifest, NodeError> {
+        let failed = |e: &NodeError| by(Action::SnapshotImport, Outcome::Failed, e.to_string());
+        let copied = self.copy_in(file, clock, quiet);
+        let (manifest, now) = match copied {
+            Ok(done) => done,
+            Err(e) => {
+                writer.append(&self.store, &[failed(&e)])?;
+                return Err(e);
+            }
+        };
+        let dir = self.dir.snapshots();
+        let file_name = format!("{}.kfsnap", manifest.snapshot_id);
+        let this = &*self;
+        let old = writer.commit(
+            &this.store,
+            || {
+                // Checked again under the write lock: another import may have switched meanwhile.
+                this.check_fits(&manifest)?;
+                let manifest_json = serde_json::to_string(&manifest).expect("a manifest serializes");
+                let old = this.store.switch_snapshot(&HeldSnapshot {
+                    snapshot_id: manifest.snapshot_id.clone(),
+                    snapshot_version: manifest.snapshot_version,
+                    manifest_json,
+                    file_name: file_name.clone(),
+                    imported_at: now,
+                })?;
+                // The central's clock when it cut the snapshot is trusted time.
+                this.store.raise_high_water(manifest.created_at)?;
+                let detail = format!("snapshot v{} {}", manifest.snapshot_version, manifest.snapshot_id);
+                Ok((old, by(Action::SnapshotImport, Outcome::Ok, detail)))
+            },
+            |e: &NodeError| Some(failed(e)),
+        )?;
+        if let Some(old) = old.filter(|o| *o != file_name) {
+            // The switch is committed; the old file is garbage now, and a failure to delete it
+            // is cleaned up by the next import.
+            let _ = fs::remove_file(dir.join(old));
+        }
+        Ok(manifest)
+    }
+
+    /// The long part of an import, before the write lock: checks, then the file verified while
+    /// copied into the node's directory under its final name (not yet current). Returns its
+    /// manifest and the node's time.
+    fn copy_in(&self, file: &Path, clock: &dyn Clock, quiet: bool) -> Result<(Manifest, DateTime<Utc>), NodeError> {
         let len = fs::metadata(file).map_err(io(file))?.len();
         // A clock behind the trusted time would stamp the import (and its audit entry) in the
         // past: refused, as the gate refuses to serve then.
@@ -574,22 +728,7 @@ impl Node {
         let final_path = dir.join(&file_name);
         fs::rename(&tmp, &final_path).map_err(io(&final_path))?;
         File::open(&dir).and_then(|d| d.sync_all()).map_err(io(&dir))?;
-        let manifest_json = serde_json::to_string(&manifest).expect("a manifest serializes");
-        let old = self.store.switch_snapshot(&HeldSnapshot {
-            snapshot_id: manifest.snapshot_id.clone(),
-            snapshot_version: manifest.snapshot_version,
-            manifest_json,
-            file_name: file_name.clone(),
-            imported_at: now,
-        })?;
-        // The central's clock when it cut the snapshot is trusted time.
-        self.store.raise_high_water(manifest.created_at)?;
-        if let Some(old) = old.filter(|o| *o != file_name) {
-            // The switch is committed; the old file is garbage now, and a failure to delete it
-            // is cleaned up by the next import.
-            let _ = fs::remove_file(dir.join(old));
-        }
-        Ok(manifest)
+        Ok((manifest, now))
     }
 
     /// Deletes snapshot files that the store does not name: leftovers of an import that crashed

@@ -278,6 +278,31 @@ impl Store {
         Ok(())
     }
 
+    /// Runs `f` as one unit: its own `BEGIN IMMEDIATE` transaction, or a savepoint inside the
+    /// transaction the caller already holds (a state change made inside
+    /// `ChainWriter::commit`, so it commits with its audit entry or not at all).
+    fn atomically<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let outer = self.conn.is_autocommit();
+        self.conn.execute_batch(if outer { "BEGIN IMMEDIATE" } else { "SAVEPOINT atomically" })?;
+        match f(&self.conn) {
+            Ok(t) => {
+                self.conn.execute_batch(if outer { "COMMIT" } else { "RELEASE atomically" })?;
+                Ok(t)
+            }
+            Err(e) => {
+                let undo = if outer { "ROLLBACK" } else { "ROLLBACK TO atomically; RELEASE atomically" };
+                // A failed rollback leaves the connection unusable, which the next statement reports.
+                let _ = self.conn.execute_batch(undo);
+                Err(e)
+            }
+        }
+    }
+
+    /// Whether a transaction is open on this connection (a change waiting for its audit entry).
+    pub fn in_transaction(&self) -> bool {
+        !self.conn.is_autocommit()
+    }
+
     fn migrate(&mut self) -> Result<(), StoreError> {
         let known = MIGRATIONS.len() as i64;
         let found: i64 = self.conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
@@ -328,18 +353,24 @@ impl Store {
 
     /// Makes `new` the current snapshot in one transaction and forgets the previous one, whose
     /// file name is returned so the caller can delete the file after the commit.
-    pub fn switch_snapshot(&mut self, new: &HeldSnapshot) -> Result<Option<String>, StoreError> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let old: Option<String> =
-            tx.query_row("SELECT file_name FROM snapshot WHERE is_current = 1", [], |r| r.get(0)).optional()?;
-        tx.execute("DELETE FROM snapshot WHERE is_current = 1", [])?;
-        tx.execute(
-            "INSERT INTO snapshot (snapshot_id, snapshot_version, manifest, file_name, imported_at, is_current)
-             VALUES (?1, ?2, ?3, ?4, ?5, 1)",
-            params![new.snapshot_id, new.snapshot_version as i64, new.manifest_json, new.file_name, new.imported_at],
-        )?;
-        tx.commit()?;
-        Ok(old)
+    pub fn switch_snapshot(&self, new: &HeldSnapshot) -> Result<Option<String>, StoreError> {
+        self.atomically(|tx| {
+            let old: Option<String> =
+                tx.query_row("SELECT file_name FROM snapshot WHERE is_current = 1", [], |r| r.get(0)).optional()?;
+            tx.execute("DELETE FROM snapshot WHERE is_current = 1", [])?;
+            tx.execute(
+                "INSERT INTO snapshot (snapshot_id, snapshot_version, manifest, file_name, imported_at, is_current)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 1)",
+                params![
+                    new.snapshot_id,
+                    new.snapshot_version as i64,
+                    new.manifest_json,
+                    new.file_name,
+                    new.imported_at
+                ],
+            )?;
+            Ok(old)
+        })
     }
 }
 
@@ -424,9 +455,18 @@ impl Store {
 
     /// Records an authorization. If it is active, any other active one is closed with
     /// `replaced_reason` in the same transaction: at most one is ever in force.
-    pub fn put_authorization(&mut self, row: &AuthorizationRow, replaced_reason: &str) -> Result<(), StoreError> {
+    pub fn put_authorization(&self, row: &AuthorizationRow, replaced_reason: &str) -> Result<(), StoreError> {
         assert_eq!(row.active, row.code.is_some(), "an authorization keeps its code exactly while active");
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        self.atomically(|tx| self.put_authorization_in(tx, row, replaced_reason))?;
+        self.forget_old_pages()
+    }
+
+    fn put_authorization_in(
+        &self,
+        tx: &Connection,
+        row: &AuthorizationRow,
+        replaced_reason: &str,
+    ) -> Result<(), StoreError> {
         if row.active {
             tx.execute(
                 "UPDATE authorization SET state = 'closed', code = NULL, closed_reason = ?1, updated_at = ?2
@@ -455,20 +495,21 @@ impl Store {
                 row.updated_at
             ],
         )?;
-        tx.commit()?;
-        self.forget_old_pages()?;
         Ok(())
     }
 
     /// Closes the active authorization, forgetting its code (and so its wrapped key).
     pub fn close_active_authorization(&self, reason: &str, at: DateTime<Utc>) -> Result<Option<String>, StoreError> {
-        let id: Option<String> =
-            self.conn.query_row("SELECT id FROM authorization WHERE state = 'active'", [], |r| r.get(0)).optional()?;
-        self.conn.execute(
-            "UPDATE authorization SET state = 'closed', code = NULL, closed_reason = ?1, updated_at = ?2
-             WHERE state = 'active'",
-            params![reason, at],
-        )?;
+        let id = self.atomically(|tx| {
+            let id: Option<String> =
+                tx.query_row("SELECT id FROM authorization WHERE state = 'active'", [], |r| r.get(0)).optional()?;
+            tx.execute(
+                "UPDATE authorization SET state = 'closed', code = NULL, closed_reason = ?1, updated_at = ?2
+                 WHERE state = 'active'",
+                params![reason, at],
+            )?;
+            Ok(id)
+        })?;
         if id.is_some() {
             self.forget_old_pages()?;
         }
@@ -476,8 +517,12 @@ impl Store {
     }
 
     /// Copies the WAL into the database and empties it, so that no old version of a page (with a
-    /// forgotten code in it) stays in the WAL file.
-    fn forget_old_pages(&self) -> Result<(), StoreError> {
+    /// forgotten code in it) stays in the WAL file. Inside a transaction this cannot run: the
+    /// caller runs it again once the transaction has committed (`ChainWriter::commit` does).
+    pub fn forget_old_pages(&self) -> Result<(), StoreError> {
+        if self.in_transaction() {
+            return Ok(());
+        }
         self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         Ok(())
     }
@@ -495,51 +540,45 @@ impl Store {
 
     /// Raises the high-water mark to `t` if `t` is later; never lowers it.
     pub fn raise_high_water(&self, t: DateTime<Utc>) -> Result<(), StoreError> {
-        let current = self.trusted_time()?;
-        if current.high_water.is_some_and(|hw| hw >= t) {
-            return Ok(());
-        }
+        // The comparison is made in SQL, so two writers can never lower the mark between a read
+        // and a write.
         self.conn.execute(
-            "INSERT INTO trusted_time (singleton, high_water, offset_seconds) VALUES (1, ?1, ?2)
-             ON CONFLICT (singleton) DO UPDATE SET high_water = excluded.high_water",
-            params![t, current.offset_seconds],
+            "INSERT INTO trusted_time (singleton, high_water, offset_seconds) VALUES (1, ?1, 0)
+             ON CONFLICT (singleton) DO UPDATE SET high_water = excluded.high_water
+             WHERE trusted_time.high_water < excluded.high_water",
+            params![t],
         )?;
         Ok(())
     }
 
     /// Records a forward clock move: the new offset, the high-water mark at the new time, and
     /// the move itself, in one transaction.
-    pub fn move_clock(
-        &mut self,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        offset_seconds: i64,
-    ) -> Result<(), StoreError> {
+    pub fn move_clock(&self, from: DateTime<Utc>, to: DateTime<Utc>, offset_seconds: i64) -> Result<(), StoreError> {
         assert!(to > from && offset_seconds >= 0, "the clock only moves forward");
-        let high_water = self.trusted_time()?.high_water.map_or(to, |hw| hw.max(to));
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute(
-            "INSERT INTO trusted_time (singleton, high_water, offset_seconds) VALUES (1, ?1, ?2)
+        self.atomically(|tx| {
+            let high_water = self.trusted_time()?.high_water.map_or(to, |hw| hw.max(to));
+            tx.execute(
+                "INSERT INTO trusted_time (singleton, high_water, offset_seconds) VALUES (1, ?1, ?2)
              ON CONFLICT (singleton) DO UPDATE SET high_water = excluded.high_water,
                offset_seconds = excluded.offset_seconds",
-            params![high_water, offset_seconds],
-        )?;
-        tx.execute("INSERT INTO clock_move (moved_at, from_time, to_time) VALUES (?1, ?1, ?2)", params![from, to])?;
-        // A correction of the clock is not time spent: sessions move with it, so nobody is
-        // signed out as idle because the coordinator set the time right.
-        let shift = to - from;
-        let sessions: Vec<(String, DateTime<Utc>, DateTime<Utc>)> = tx
-            .prepare("SELECT token_hash, created_at, last_seen FROM session")?
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-            .collect::<Result<_, _>>()?;
-        for (hash, created, seen) in sessions {
-            tx.execute(
-                "UPDATE session SET created_at = ?2, last_seen = ?3 WHERE token_hash = ?1",
-                params![hash, created + shift, seen + shift],
+                params![high_water, offset_seconds],
             )?;
-        }
-        tx.commit()?;
-        Ok(())
+            tx.execute("INSERT INTO clock_move (moved_at, from_time, to_time) VALUES (?1, ?1, ?2)", params![from, to])?;
+            // A correction of the clock is not time spent: sessions move with it, so nobody is
+            // signed out as idle because the coordinator set the time right.
+            let shift = to - from;
+            let sessions: Vec<(String, DateTime<Utc>, DateTime<Utc>)> = tx
+                .prepare("SELECT token_hash, created_at, last_seen FROM session")?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<Result<_, _>>()?;
+            for (hash, created, seen) in sessions {
+                tx.execute(
+                    "UPDATE session SET created_at = ?2, last_seen = ?3 WHERE token_hash = ?1",
+                    params![hash, created + shift, seen + shift],
+                )?;
+            }
+            Ok(())
+        })
     }
 
     /// Every forward move of the node's clock: (from, to).
@@ -601,18 +640,21 @@ impl Store {
 
     /// Appends entries and their checkpoint in one transaction; with `synchronous=FULL` the
     /// commit returns only once it is on disk.
-    pub fn append_audit(&mut self, entries: &[Entry], checkpoint: &Checkpoint) -> Result<(), StoreError> {
+    pub fn append_audit(&self, entries: &[Entry], checkpoint: &Checkpoint) -> Result<(), StoreError> {
         self.append_audit_with(|_| Ok::<_, StoreError>((entries.to_vec(), checkpoint.clone(), ())))
     }
 
     /// Appends what `build` makes, in one write transaction begun before `build` reads anything
     /// (`BEGIN IMMEDIATE`): the head it chains to is the head when it commits, whoever else
-    /// writes the log (the server's writer, a command run beside it). Nothing is written if
-    /// `build` or the commit fails.
+    /// writes the log (the server's writer, a command run beside it). `build` may change the
+    /// node's state first (through this store's methods, which then nest as savepoints): the
+    /// change and its entries commit together or not at all. Nothing is written if `build` or
+    /// the commit fails.
     pub fn append_audit_with<T, E: From<StoreError>>(
-        &mut self,
+        &self,
         build: impl FnOnce(&Store) -> Result<(Vec<Entry>, Checkpoint, T), E>,
     ) -> Result<T, E> {
+        assert!(self.conn.is_autocommit(), "an audit append is never nested in another transaction");
         self.conn.execute_batch("BEGIN IMMEDIATE").map_err(StoreError::from)?;
         let result = build(self).and_then(|(entries, checkpoint, out)| {
             self.insert_audit(&entries, &checkpoint)?;
@@ -954,13 +996,13 @@ impl Store {
 
     /// Revokes an operator and ends their sessions at once. False if there was no such operator
     /// or it was revoked already.
-    pub fn revoke_staff(&mut self, id: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let changed =
-            tx.execute("UPDATE staff SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL", params![id, at])?;
-        tx.execute("DELETE FROM session WHERE staff_id = ?1", [id])?;
-        tx.commit()?;
-        Ok(changed == 1)
+    pub fn revoke_staff(&self, id: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.atomically(|tx| {
+            let changed =
+                tx.execute("UPDATE staff SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL", params![id, at])?;
+            tx.execute("DELETE FROM session WHERE staff_id = ?1", [id])?;
+            Ok(changed == 1)
+        })
     }
 
     pub fn add_session(&self, s: &SessionRow) -> Result<(), StoreError> {
@@ -1091,7 +1133,7 @@ mod tests {
     #[test]
     fn switching_snapshots_keeps_exactly_one_current() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = Store::open(&dir.path().join("node.db")).unwrap();
+        let s = Store::open(&dir.path().join("node.db")).unwrap();
         let held = |v: u64| HeldSnapshot {
             snapshot_id: format!("id{v}"),
             snapshot_version: v,

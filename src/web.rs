@@ -20,7 +20,7 @@ use crate::access::{self, Operator, Refused};
 use crate::audit::{Action, Audited, NewEntry, Outcome, Receipt};
 use crate::authz::{Role, SignedAuthorization, jst};
 use crate::disclose::{FieldEventInput, Purpose};
-use crate::gate::{ImportOutcome, OpenData, import_audit};
+use crate::gate::{ImportOutcome, OpenData};
 use crate::http::{AppError, AppState, ClientAddr, drill_now};
 use crate::limits::{AUDIT_PAGE_ENTRIES, LOGIN_LOCKOUT_SECONDS};
 use crate::model::PersonId;
@@ -830,26 +830,13 @@ pub async fn enrol(
         org => format!("{}（{org}）", form.name.trim()),
     };
     let facility = form.facility.trim().to_owned();
-    let (n, f) = (name.clone(), facility.clone());
+    let (n, f, op) = (name.clone(), facility.clone(), c.op.clone());
     let result = state
-        .try_with_node(move |node, s| -> Result<Result<staff::Enrolled, staff::StaffError>, NodeError> {
-            let authorization = node.active_authorization(s.clock.as_ref())?;
-            let now = node.now(s.clock.as_ref())?;
-            Ok(staff::add(&node.store, authorization.as_ref(), &n, &f, role, now))
-        })
+        .with_node(move |node, s| node.enrol(&n, &f, role, s.clock.as_ref(), &s.writer, &|a, o, d| op.entry(a, o, d)))
         .await?;
-    let entry = match &result {
-        Ok(e) => NewEntry {
-            facility: Some(facility.clone()).filter(|f| !f.is_empty()),
-            role: Some(role),
-            ..c.op.entry(Action::Enrol, Outcome::Ok, e.id.clone())
-        },
-        Err(e) => c.op.entry(Action::Enrol, Outcome::Denied, e.to_string()),
-    };
-    log(&state, entry).await?;
     let enrolled = match result {
         Ok(enrolled) => enrolled,
-        Err(e) => return manage_refused(&state, &c, e.to_string()).await,
+        Err(e) => return change_refused(&state, &c, e).await,
     };
     let bar = c.bar();
     let view = views::EnrolledView {
@@ -876,23 +863,12 @@ pub async fn revoke(
         log(&state, c.op.entry(Action::Revoke, Outcome::Failed, "malformed staff id")).await?;
         return manage_page(&state, &c, StatusCode::NOT_FOUND, Err("その職員IDは見つかりません".into())).await;
     }
-    let (target, actor) = (id.clone(), c.op.id.clone());
+    let (target, op) = (id.clone(), c.op.clone());
     let revoked = state
-        .try_with_node(move |node, s| -> Result<Result<bool, staff::StaffError>, NodeError> {
-            let now = node.now(s.clock.as_ref())?;
-            let Some(row) = node.store.staff(&target)? else { return Ok(Ok(false)) };
-            if let Err(refused) = staff::may_revoke(&actor, &row) {
-                return Ok(Err(refused));
-            }
-            Ok(Ok(node.store.revoke_staff(&target, now)?))
+        .with_node(move |node, s| {
+            node.revoke(&op.id, &target, s.clock.as_ref(), &s.writer, &|a, o, d| op.entry(a, o, d))
         })
         .await?;
-    let (outcome, detail) = match &revoked {
-        Ok(true) => (Outcome::Ok, id.clone()),
-        Ok(false) => (Outcome::Failed, id.clone()),
-        Err(refused) => (Outcome::Denied, format!("{id}: {refused}")),
-    };
-    log(&state, c.op.entry(Action::Revoke, outcome, detail)).await?;
     match revoked {
         Ok(true) => {
             let message = format!("{id} の登録を取り消しました。次の操作から使えません。");
@@ -902,7 +878,20 @@ pub async fn revoke(
             manage_page(&state, &c, StatusCode::NOT_FOUND, Err(format!("{id} は見つからないか、取り消し済みです")))
                 .await
         }
-        Err(refused) => manage_page(&state, &c, StatusCode::FORBIDDEN, Err(refused.to_string())).await,
+        Err(NodeError::Staff(refused)) => {
+            manage_page(&state, &c, StatusCode::FORBIDDEN, Err(refused.to_string())).await
+        }
+        Err(e) => change_refused(&state, &c, e).await,
+    }
+}
+
+/// A coordinator's change that did not happen (and was recorded as such): the reason on the
+/// page, or, if the node itself failed (its log, its disk), the page that says so.
+async fn change_refused(state: &AppState, c: &Signed, e: NodeError) -> Page {
+    match e {
+        NodeError::Audit(e) => Err(AppError::AuditUnavailable(e.to_string()).into()),
+        NodeError::Store(e) => Err(AppError::Internal(e.to_string()).into()),
+        e => manage_refused(state, c, e.to_string()).await,
     }
 }
 
@@ -938,10 +927,12 @@ pub async fn import_authorization(
     if code.trim().is_empty() {
         return manage_refused(&state, &c, "認可ファイルを選ぶか、認可コードを貼り付けてください").await;
     }
-    let result =
-        state.with_node(move |node, s| node.import_authorization(code.trim(), &s.secret, s.clock.as_ref())).await?;
-    let (action, outcome, detail) = import_audit(&result);
-    log(&state, c.op.entry(action, outcome, detail)).await?;
+    let op = c.op.clone();
+    let result = state
+        .with_node(move |node, s| {
+            node.import_authorization(code.trim(), &s.secret, s.clock.as_ref(), &s.writer, &|a, o, d| op.entry(a, o, d))
+        })
+        .await?;
     let message = match result {
         Ok(ImportOutcome::Activated { until, .. }) => {
             format!("認可を取り込みました。{} まで検索できます。", jst(until))
@@ -950,7 +941,7 @@ pub async fn import_authorization(
             state.gate.close();
             "認可は中央によって終了されました。検索はできません。".to_owned()
         }
-        Err(e) => return manage_refused(&state, &c, e.to_string()).await,
+        Err(e) => return change_refused(&state, &c, e).await,
     };
     manage_page(&state, &c, StatusCode::OK, Ok(message)).await
 }
@@ -961,11 +952,14 @@ pub async fn close_authorization(
     StrictForm(form): StrictForm<CsrfOnly>,
 ) -> Page {
     c.check_csrf(&state, &form.csrf).await?;
-    let closed = state.try_with_node(|node, s| node.close_authorization(s.clock.as_ref())).await;
+    let op = c.op.clone();
+    let closed = state
+        .try_with_node(move |node, s| {
+            node.close_authorization(s.clock.as_ref(), &s.writer, &|a, o, d| op.entry(a, o, d))
+        })
+        .await;
     state.gate.close();
     let closed = closed?;
-    let detail = closed.clone().unwrap_or_else(|| "nothing active".into());
-    log(&state, c.op.entry(Action::AuthorizationClose, Outcome::Ok, detail)).await?;
     let message = match closed {
         Some(id) => format!("認可 {id} を終了しました。検索はできません。"),
         None => "有効な認可はありませんでした。".to_owned(),
@@ -1019,26 +1013,18 @@ pub async fn move_clock(
         };
         return Ok(html(views::clock_confirm_page(&c.chrome(&bar), &c.session.csrf, &question)).into_response());
     }
+    let op = c.op.clone();
     let moved = state
-        .with_node(move |node, s| -> Result<DateTime<Utc>, NodeError> {
-            let before = node.now(s.clock.as_ref())?;
-            node.move_clock_forward(to, s.clock.as_ref())?;
-            Ok(before)
+        .with_node(move |node, s| {
+            node.move_clock_forward(to, s.clock.as_ref(), &s.writer, &|a, o, d| op.entry(a, o, d))
         })
         .await?;
-    let entry = match &moved {
-        Ok(before) => {
-            c.op.entry(Action::ClockMove, Outcome::Ok, format!("{} -> {}", before.to_rfc3339(), to.to_rfc3339()))
-        }
-        Err(e) => c.op.entry(Action::ClockMove, Outcome::Denied, e.to_string()),
-    };
-    log(&state, entry).await?;
     match moved {
         Ok(before) => {
             let message = format!("時計を {} から {} に進めました。", jst(before), jst(to));
             manage_page(&state, &c, StatusCode::OK, Ok(message)).await
         }
-        Err(e) => manage_refused(&state, &c, e.to_string()).await,
+        Err(e) => change_refused(&state, &c, e).await,
     }
 }
 

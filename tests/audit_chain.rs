@@ -37,7 +37,7 @@ fn entry(i: usize) -> NewEntry {
 /// 1–20, each batch with its signed and sealed checkpoint.
 fn log() -> (Vec<Entry>, Vec<Checkpoint>, Arc<NodeSecretKey>, ChainWriter) {
     let tmp = tempfile::tempdir().unwrap();
-    let mut store = Store::open(&tmp.path().join("node.db")).unwrap();
+    let store = Store::open(&tmp.path().join("node.db")).unwrap();
     let secret = Arc::new(NodeSecretKey::generate());
     let clock = ManualClock::new(start());
     let seal = tmp.path().join("audit-seal.key");
@@ -55,7 +55,7 @@ fn log() -> (Vec<Entry>, Vec<Checkpoint>, Arc<NodeSecretKey>, ChainWriter) {
                 }
             })
             .collect();
-        writer.append(&mut store, &batch).unwrap();
+        writer.append(&store, &batch).unwrap();
         clock.advance(chrono::Duration::seconds(7));
         i += batch.len();
         size = size % 20 + 3;

@@ -197,7 +197,7 @@ impl Thief {
         )
         .unwrap();
         drop(db);
-        let mut store = Store::open(&self.dir.join("node.db")).unwrap();
+        let store = Store::open(&self.dir.join("node.db")).unwrap();
         let mut from = 0;
         for c in &self.checkpoints {
             let batch: Vec<Entry> = self.entries.iter().filter(|e| e.seq > from && e.seq <= c.seq).cloned().collect();

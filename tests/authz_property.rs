@@ -4,9 +4,10 @@
 //! trustworthy clock) lookups do succeed.
 
 use std::path::Path;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, Duration, Utc};
+use kaigo_field::audit::{Action, NewEntry, Outcome};
 use kaigo_field::central::{self, AuthorizeRequest, CentralDir, SnapshotOptions};
 use kaigo_field::cli::{SynthArgs, synth_command};
 use kaigo_field::clock::{Clock, ManualClock};
@@ -47,7 +48,9 @@ fn template() -> &'static Path {
             .unwrap();
         let node_dir = NodeDir::new(root.join("node"));
         node::init(&node_dir, &root.join("n1.bundle"), None).unwrap();
-        Node::open(&node_dir).unwrap().import(&root.join("r.kfsnap"), &clock, true).unwrap();
+        let mut node = Node::open(&node_dir).unwrap();
+        let writer = node.writer(Arc::new(node.secret_key(None).unwrap()), Arc::new(clock.clone()));
+        node.import(&root.join("r.kfsnap"), &clock, true, &writer, &by_coordinator).unwrap();
         tmp
     })
     .path()
@@ -132,6 +135,7 @@ fn run(ops: &[Op]) -> Result<(tempfile::TempDir, usize), TestCaseError> {
     let mut node = Node::open(&node_dir).unwrap();
     let mut gate = Gate::new();
     let secret = node.secret_key(None).unwrap();
+    let writer = node.writer(Arc::new(node.secret_key(None).unwrap()), Arc::new(node_clock.clone()));
 
     let mut codes: Vec<String> = Vec::new();
     let mut newest: Option<Accepted> = None;
@@ -190,7 +194,7 @@ fn run(ops: &[Op]) -> Result<(tempfile::TempDir, usize), TestCaseError> {
                 None
             }
             Op::Close => {
-                node.close_authorization(&node_clock).unwrap();
+                node.close_authorization(&node_clock, &writer, &by_coordinator).unwrap();
                 closed_since_newest = true;
                 None
             }
@@ -224,7 +228,7 @@ fn run(ops: &[Op]) -> Result<(tempfile::TempDir, usize), TestCaseError> {
         };
         if let Some(code) = code {
             // Refused imports change nothing; the model only follows accepted ones.
-            if let Ok(outcome) = node.import_authorization(&code, &secret, &node_clock) {
+            if let Ok(outcome) = node.import_authorization(&code, &secret, &node_clock, &writer, &by_coordinator) {
                 let signed = kaigo_field::authz::SignedAuthorization::parse(&code).unwrap();
                 let a = &signed.authorization;
                 if let Some(prev) = &newest {
@@ -284,9 +288,14 @@ fn a_clock_moved_forward_to_a_whole_minute_is_not_behind_its_own_mark() {
     // The device clock has a fraction of a second; the coordinator types whole minutes.
     let clock = ManualClock::new(start() + chrono::Duration::milliseconds(25_700));
     let to = start() + chrono::Duration::hours(5);
-    node.move_clock_forward(to, &clock).unwrap();
+    let writer = node.writer(Arc::new(node.secret_key(None).unwrap()), Arc::new(clock.clone()));
+    node.move_clock_forward(to, &clock, &writer, &by_coordinator).unwrap();
     let now = node.now(&clock).unwrap();
     assert!(now >= to, "the node's time {now} is behind the mark {to} it just set");
     assert!(now - to < chrono::Duration::seconds(1));
     assert!(!matches!(node.check_access(&clock), Err(kaigo_field::gate::Denied::ClockBehind { .. })));
+}
+
+fn by_coordinator(action: Action, outcome: Outcome, detail: String) -> NewEntry {
+    NewEntry::new("coordinator", action, outcome, detail)
 }
