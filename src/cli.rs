@@ -1,7 +1,7 @@
 //! The command line: parsing, dispatch and what each command prints. `anyhow` lives here and in
 //! `main` only; the library below returns typed errors.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::{BufWriter, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -588,7 +588,8 @@ pub fn synth_command(args: &SynthArgs) -> Result<()> {
         as_of: args.as_of.unwrap_or_else(synth::default_as_of),
     };
     let mut generator = synth::Generator::new(params.clone())?;
-    let out = File::create(&args.out).with_context(|| format!("{} を作れません", args.out.display()))?;
+    // Personal data (synthetic here, but the format of the real thing): 0600, like everything else.
+    let out = crate::keys::create_private_file(&args.out)?;
     let mut writer = person_csv::Writer::new(BufWriter::with_capacity(1 << 20, out))?;
     let mut queries = args.queries.as_ref().map(|_| QueryMaker::new(args.seed, args.persons, args.query_count));
     let mut progress = Progress::new("合成", args.persons, args.quiet);
@@ -605,7 +606,7 @@ pub fn synth_command(args: &SynthArgs) -> Result<()> {
     if let (Some(path), Some(maker)) = (&args.queries, queries) {
         let mut absent = synth::Generator::new(synth::Params { seed: params.seed ^ 0xAB5E_0000_0000_0001, ..params })?;
         let list = maker.finish(|| absent.person());
-        let mut w = BufWriter::new(File::create(path).with_context(|| format!("{} を作れません", path.display()))?);
+        let mut w = BufWriter::new(crate::keys::create_private_file(path)?);
         for q in &list {
             serde_json::to_writer(&mut w, q)?;
             w.write_all(b"\n")?;
@@ -695,7 +696,7 @@ fn import_authorization(
 
 /// Extra lines printed once the server is listening (the demo's logins), given the URL and
 /// the certificate fingerprint.
-type Banner = dyn Fn(&str, &str);
+type Banner = dyn Fn(&str, &str) -> Vec<String>;
 
 /// The passphrase for a sealed node key: from KAIGO_FIELD_PASSPHRASE, or asked on the terminal.
 fn open_secret(node: &Node) -> Result<NodeSecretKey> {
@@ -803,10 +804,11 @@ pub fn authorize_command(args: &AuthorizeArgs, clock: &SharedClock) -> Result<St
         sections: args.sections.as_deref().map(parse_sections).transpose()?,
     };
     let (a, code) = central::authorize(&CentralDir::new(&args.dir), &req, clock.as_ref())?;
-    fs::write(&args.out, format!("{code}\n")).with_context(|| format!("{} に書けません", args.out.display()))?;
+    // The code carries each node's wrapped data key: readable by its owner only, until it is
+    // handed over.
+    crate::keys::write_secret_file(&args.out, format!("{code}\n").as_bytes())?;
     if let Some(qr) = &args.qr {
-        let svg = authz::qr_svg(&code)?;
-        fs::write(qr, svg).with_context(|| format!("{} に書けません", qr.display()))?;
+        crate::keys::write_secret_file(qr, authz::qr_svg(&code)?.as_bytes())?;
     }
     println!(
         "認可 {} 連番 {} を発行しました: {}（{}）{} 〜 {}{}",
@@ -866,19 +868,20 @@ fn serve(dir: &NodeDir, listen: SocketAddr, clock: SharedClock, banner: Option<&
     let config = tls::server_config(identity)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("tokio を起動できません")?;
     runtime.block_on(async move {
+        // The signal handlers first: SIGTERM stops the node cleanly from here on.
+        let shutdown = CancellationToken::new();
+        tokio::spawn(server::cancel_on_signal(shutdown.clone()).context("シグナルを受け取れません")?);
         let listener = TcpListener::bind(listen)
             .await
             .with_context(|| format!("{listen} で待ち受けできません（使用中ではありませんか）"))?;
         let addr = listener.local_addr()?;
         let url = format!("https://{addr}/");
-        println!("URL: {url}");
-        println!("証明書 SHA-256: {fingerprint}");
+        say(&format!("URL: {url}"));
+        say(&format!("証明書 SHA-256: {fingerprint}"));
         if let Some(b) = banner {
-            b(&url, &fingerprint);
+            b(&url, &fingerprint).iter().for_each(|line| say(line));
         }
-        println!("停止するには Ctrl-C を押してください。");
-        // Tests read these lines from a pipe; push them out now.
-        std::io::stdout().flush()?;
+        say("停止するには Ctrl-C を押してください。");
         audit.record(NewEntry::new("node", Action::NodeStart, Outcome::Ok, url.clone())).await?;
         let state = AppState {
             node: Arc::new(Mutex::new(node)),
@@ -893,8 +896,6 @@ fn serve(dir: &NodeDir, listen: SocketAddr, clock: SharedClock, banner: Option<&
             rate: Arc::new(rate),
             throttle: crate::throttle::Throttle::new(),
         };
-        let shutdown = CancellationToken::new();
-        tokio::spawn(server::cancel_on_signal(shutdown.clone()));
         let keeper = tokio::spawn(http::keep_time(state.clone(), shutdown.clone()));
         server::run(listener, config, http::router(state.clone()), shutdown.clone(), ServerLimits::default()).await?;
         shutdown.cancel();
@@ -907,9 +908,17 @@ fn serve(dir: &NodeDir, listen: SocketAddr, clock: SharedClock, banner: Option<&
         if let Ok(audit) = Arc::try_unwrap(audit) {
             audit.stop();
         }
-        println!("停止しました。");
+        say("停止しました。");
         Ok(())
     })
+}
+
+/// A line on standard output for whoever started the server, pushed out at once (tests and
+/// service managers read it from a pipe). A closed or full output never stops the server: the
+/// line is lost, the node goes on.
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }
 
 /// The per-operator search counts of the last window, from the audit log, so that a restart
@@ -951,16 +960,21 @@ fn demo(args: DemoArgs, clock: SharedClock) -> Result<()> {
         args.listen,
         clock,
         Some(&move |url: &str, _fp: &str| {
-            println!("デモ: 合成地域 {persons} 人のスナップショットと、72時間の訓練用の災害認可を取り込み済みです。");
-            println!("ブラウザーで {url}login を開き、次のどれかでログインしてください（職員ID / パスフレーズ・PIN）:");
-            for line in logins.lines() {
-                println!("  {line}");
-            }
-            println!("API（支援者のトークン）での検索の例:");
-            println!(
+            let mut lines = vec![
+                format!(
+                    "デモ: 合成地域 {persons} 人のスナップショットと、72時間の訓練用の災害認可を取り込み済みです。"
+                ),
+                format!(
+                    "ブラウザーで {url}login を開き、次のどれかでログインしてください（職員ID / パスフレーズ・PIN）:"
+                ),
+            ];
+            lines.extend(logins.lines().map(|line| format!("  {line}")));
+            lines.push("API（支援者のトークン）での検索の例:".to_owned());
+            lines.push(format!(
                 "  curl --cacert {} -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' -d '{example}' {url}api/v1/search",
                 ca.display()
-            );
+            ));
+            lines
         }),
     )
 }

@@ -66,6 +66,14 @@ pub fn create_private_dir(path: &Path) -> Result<(), KeyError> {
     fs::set_permissions(path, fs::Permissions::from_mode(0o700)).map_err(io_err(path))
 }
 
+/// Creates (or empties) `path` for writing, readable by its owner only, for outputs streamed
+/// rather than written at once: a person CSV, its queries. An existing file is set to 0600 too.
+pub fn create_private_file(path: &Path) -> Result<File, KeyError> {
+    let f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path).map_err(io_err(path))?;
+    f.set_permissions(fs::Permissions::from_mode(0o600)).map_err(io_err(path))?;
+    Ok(f)
+}
+
 /// Writes a secret: mode 0600.
 pub fn write_secret_file(path: &Path, contents: &[u8]) -> Result<(), KeyError> {
     write_file_atomic(path, contents, 0o600)

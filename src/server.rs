@@ -289,21 +289,21 @@ async fn shed(error: BoxError) -> Response {
 }
 
 /// Resolves when SIGINT (Ctrl-C) or SIGTERM arrives, then cancels `token`.
-pub async fn cancel_on_signal(token: CancellationToken) {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGTERM");
-            return;
+pub fn cancel_on_signal(token: CancellationToken) -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    // Both handlers are in place when this returns (not at the future's first poll): a signal
+    // that comes while the server is still starting stops it too.
+    let mut term = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = term.recv() => {}
+            _ = token.cancelled() => return,
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-        _ = token.cancelled() => return,
-    }
-    tracing::info!("shutdown signal received");
-    token.cancel();
+        tracing::info!("shutdown signal received");
+        token.cancel();
+    })
 }
 
 #[cfg(test)]

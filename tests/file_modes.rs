@@ -73,3 +73,34 @@ fn node_init_closes_a_directory_made_beforehand() {
     let (open, _) = open_to_others(&node);
     assert!(open.is_empty(), "readable by others: {open:?}");
 }
+
+/// Finding (probe G): the person CSV that `central synth` writes and the authorization code that
+/// `central authorize` writes (each node's wrapped data key) were left 0644.
+#[test]
+fn the_centrals_outputs_with_people_or_keys_are_its_owners_only() {
+    let f = Fixture::new(20);
+    f.node("n", "17");
+    let mut args = Fixture::drill_args("n", "172049,172057", "a.kfauth");
+    args.extend(["--qr", "a.svg"]);
+    common::ok(&args, f.dir());
+    common::ok(
+        &[
+            "central",
+            "synth",
+            "--municipalities",
+            "172049",
+            "--persons",
+            "5",
+            "--out",
+            "more.csv",
+            "--queries",
+            "q.jsonl",
+            "--quiet",
+        ],
+        f.dir(),
+    );
+    for name in ["persons.csv", "more.csv", "q.jsonl", "a.kfauth", "a.svg"] {
+        let mode = fs::metadata(f.path(name)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{name} is {mode:o}");
+    }
+}

@@ -619,3 +619,43 @@ async fn guesses_from_elsewhere_do_not_hold_the_holder_out_of_their_own_phone() 
     assert_eq!(status, StatusCode::SEE_OTHER, "the holder's own phone gets in: {to}");
     assert!(server.terminate().0.success());
 }
+
+/// Finding (probe F): `serve` printed its address before it listened for SIGTERM, and a closed
+/// standard output (whoever started it went away) broke it: it must serve on, and stop cleanly on
+/// SIGTERM, with its stop in the audit log.
+#[test]
+fn serve_goes_on_without_its_output_and_stops_cleanly_on_sigterm() {
+    use std::process::{Command, Stdio};
+    let f = Fixture::new(20);
+    f.authorized_node();
+    let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let mut child = Command::new(common::BIN)
+        .args(["serve", "--dir", "n", "--listen", &addr.to_string()])
+        .current_dir(f.dir())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Nobody reads what it prints.
+    drop(child.stdout.take());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(child.try_wait().unwrap().is_none(), "serve died with its output closed");
+        assert!(std::time::Instant::now() < deadline, "serve never listened");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "serve ignored SIGTERM");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(status.success(), "{status}");
+    let node = kaigo_field::node::Node::open(&kaigo_field::node::NodeDir::new(f.path("n"))).unwrap();
+    let last = node.store.audit_page(None, 1).unwrap();
+    assert_eq!(last[0].action, "node_stop", "{last:?}");
+}
