@@ -164,6 +164,10 @@ pub const THROTTLE_ADDRESSES_MAX: usize = 4096;
 /// address gets 429 at once.
 pub const ANONYMOUS_SUMMARY_SECONDS: u64 = 60;
 pub const ANONYMOUS_REFUSALS_PER_ADDRESS_MAX: u64 = 120;
+/// Addresses named in a summary entry of their own each interval, the busiest first; the rest
+/// share one entry with their number and total. A client rotating addresses cannot grow the log
+/// by one entry per address.
+pub const ANONYMOUS_SUMMARY_ADDRESSES_MAX: usize = 32;
 /// Refused requests of one enrolled operator written one entry each in an interval of
 /// `ANONYMOUS_SUMMARY_SECONDS`; beyond, 429 and a count in a summary. A worker whose requests are
 /// refused a few times a minute has each one written; a script hammering with a token does not.

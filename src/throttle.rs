@@ -19,9 +19,9 @@ use std::sync::mpsc::{SyncSender, sync_channel};
 
 use crate::audit::{Action, NewEntry, Outcome};
 use crate::limits::{
-    ANONYMOUS_REFUSALS_PER_ADDRESS_MAX, ANONYMOUS_SUMMARY_SECONDS, LOGIN_ADDRESS_FAILURES_MAX,
-    LOGIN_ADDRESS_WINDOW_SECONDS, LOGIN_FAILURES_MAX, LOGIN_HASHES_CONCURRENT_MAX, LOGIN_HASHES_WAITING_MAX,
-    LOGIN_IN_FLIGHT_PER_ADDRESS_MAX, LOGIN_KNOWN_DEVICE_SECONDS, LOGIN_LOCKOUT_SECONDS,
+    ANONYMOUS_REFUSALS_PER_ADDRESS_MAX, ANONYMOUS_SUMMARY_ADDRESSES_MAX, ANONYMOUS_SUMMARY_SECONDS,
+    LOGIN_ADDRESS_FAILURES_MAX, LOGIN_ADDRESS_WINDOW_SECONDS, LOGIN_FAILURES_MAX, LOGIN_HASHES_CONCURRENT_MAX,
+    LOGIN_HASHES_WAITING_MAX, LOGIN_IN_FLIGHT_PER_ADDRESS_MAX, LOGIN_KNOWN_DEVICE_SECONDS, LOGIN_LOCKOUT_SECONDS,
     OPERATOR_REFUSALS_PER_INTERVAL_MAX, THROTTLE_ADDRESSES_MAX,
 };
 
@@ -64,6 +64,7 @@ struct Refusals {
     /// Within the current rate window.
     recent: u64,
     window_start: Option<Instant>,
+    last: Option<Instant>,
     kinds: Vec<&'static str>,
 }
 
@@ -78,6 +79,9 @@ struct State {
     /// devices, which a rest imposed by guesses from elsewhere does not hold out.
     signed_in: HashMap<(IpAddr, String), VecDeque<Instant>>,
     anonymous: HashMap<IpAddr, Refusals>,
+    /// Addresses forgotten from `anonymous` (the table was full) in this interval, and their
+    /// refusals: still counted in the summary.
+    forgotten: (u64, u64),
     /// Refusals of each enrolled operator in the current interval: (interval start, refusals in
     /// it, refusals beyond `OPERATOR_REFUSALS_PER_INTERVAL_MAX`, answered 429 and summarised).
     operators: HashMap<String, (Instant, u64, u64)>,
@@ -262,8 +266,14 @@ impl Throttle {
         let mut state = self.lock();
         state.anonymous_since.get_or_insert(now);
         if !state.anonymous.contains_key(&address) && state.anonymous.len() >= THROTTLE_ADDRESSES_MAX {
-            // Full: count it under the unspecified address rather than grow.
-            return self.count_refusal(&mut state, IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED), kind, now);
+            // Full: the address seen least recently is forgotten (its count kept for the
+            // summary), so a new phone gets an allowance of its own rather than a bucket shared
+            // with whoever filled the table.
+            let stalest = state.anonymous.iter().min_by_key(|(_, r)| r.last).map(|(a, _)| *a);
+            if let Some(r) = stalest.and_then(|a| state.anonymous.remove(&a)) {
+                state.forgotten.0 += 1;
+                state.forgotten.1 += r.count;
+            }
         }
         self.count_refusal(&mut state, address, kind, now)
     }
@@ -277,6 +287,7 @@ impl Throttle {
         }
         r.count += 1;
         r.recent += 1;
+        r.last = Some(now);
         if !r.kinds.contains(&kind) {
             r.kinds.push(kind);
         }
@@ -341,8 +352,21 @@ impl Throttle {
                 format!("{beyond} further refused requests beyond the limit, answered 429, not written one by one"),
             )
         });
+        // The busiest addresses by name, the rest (and those forgotten) in one entry.
         let mut summaries: Vec<(IpAddr, Refusals)> = state.anonymous.drain().collect();
-        summaries.sort_by_key(|(address, _)| *address);
+        summaries.sort_by(|(a, x), (b, y)| y.count.cmp(&x.count).then(a.cmp(b)));
+        let rest = summaries.split_off(summaries.len().min(ANONYMOUS_SUMMARY_ADDRESSES_MAX));
+        let (forgotten_addresses, forgotten_count) = std::mem::take(&mut state.forgotten);
+        let others =
+            (rest.len() as u64 + forgotten_addresses, rest.iter().map(|(_, r)| r.count).sum::<u64>() + forgotten_count);
+        let other_entry = (others.0 > 0).then(|| {
+            NewEntry::new(
+                "anonymous",
+                Action::Denied,
+                Outcome::Denied,
+                format!("{} other addresses: {} requests refused without a session or token", others.0, others.1),
+            )
+        });
         summaries
             .into_iter()
             .map(|(address, r)| {
@@ -357,6 +381,7 @@ impl Throttle {
                     ),
                 )
             })
+            .chain(other_entry)
             .chain(operator_entries)
             .collect()
     }
@@ -501,5 +526,54 @@ mod tests {
             assert!(r.await.expect("the task ran").is_ok(), "every queued sign-in gets its turn");
         }
         assert_eq!(t.hash(addr(10), || 7).await, Ok(7), "places come back when the work is done");
+    }
+
+    /// Finding (probe C): with the address table full, every new address shared one bucket, so
+    /// a phone that joined the Wi-Fi after someone filled it was answered 429 at once.
+    #[test]
+    fn a_new_address_has_its_own_allowance_even_when_the_table_is_full() {
+        let t = Throttle::default();
+        let now = Instant::now();
+        let many = |i: usize| IpAddr::V6(std::net::Ipv6Addr::from(0xfd00_u128 << 112 | i as u128));
+        for i in 0..THROTTLE_ADDRESSES_MAX + 500 {
+            for _ in 0..ANONYMOUS_REFUSALS_PER_ADDRESS_MAX + 1 {
+                t.refused_anonymous_at(many(i), "no session", now);
+            }
+        }
+        let phone = addr(200);
+        for n in 0..ANONYMOUS_REFUSALS_PER_ADDRESS_MAX {
+            assert!(t.refused_anonymous_at(phone, "no session", now), "refusal {n} of a new phone answered 429");
+        }
+        assert!(!t.refused_anonymous_at(phone, "no session", now), "its own allowance still ends");
+    }
+
+    /// Finding (probe C): addresses rotated by one client added one summary entry each, about
+    /// 4,100 a minute. The summaries stay few, and nothing refused goes uncounted.
+    #[test]
+    fn summaries_of_many_addresses_are_few_and_count_every_refusal() {
+        let t = Throttle::default();
+        let now = Instant::now();
+        let many = |i: usize| IpAddr::V6(std::net::Ipv6Addr::from(0xfd00_u128 << 112 | i as u128));
+        let addresses = THROTTLE_ADDRESSES_MAX + 904;
+        for i in 0..addresses {
+            t.refused_anonymous_at(many(i), "no session", now);
+        }
+        // One address that knocks far more than the others is named on its own.
+        for _ in 0..50 {
+            t.refused_anonymous_at(addr(9), "no token", now);
+        }
+        let entries = t.take_summaries_at(true, now);
+        assert!(entries.len() <= ANONYMOUS_SUMMARY_ADDRESSES_MAX + 1, "{} entries", entries.len());
+        assert!(entries.iter().any(|e| e.detail.starts_with("127.0.0.9: 50 requests")), "{:?}", entries[0].detail);
+        let counted: u64 = entries
+            .iter()
+            .map(|e| {
+                let d = &e.detail;
+                let n = d.split(": ").nth(1).or(Some(d)).unwrap();
+                n.split(' ').next().unwrap().parse::<u64>().unwrap_or_else(|_| panic!("no count in {d}"))
+            })
+            .sum();
+        assert_eq!(counted, addresses as u64 + 50, "every refusal is in a summary");
+        assert!(entries.last().unwrap().detail.contains("other addresses"), "{:?}", entries.last());
     }
 }
