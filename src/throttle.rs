@@ -569,7 +569,7 @@ mod tests {
             .iter()
             .map(|e| {
                 let d = &e.detail;
-                let n = d.split(": ").nth(1).or(Some(d)).unwrap();
+                let n = d.split(": ").nth(1).unwrap_or(d);
                 n.split(' ').next().unwrap().parse::<u64>().unwrap_or_else(|_| panic!("no count in {d}"))
             })
             .sum();
