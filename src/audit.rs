@@ -874,8 +874,8 @@ impl ChainWriter {
                     hash: String::new(),
                 };
                 e.hash = e.compute_hash();
-                // The chain is asserted where it is written, as `verify` checks it where it is read.
-                assert_eq!(e.prev_hash, prev, "entry chained to the head");
+                // The store checks again, against the head it reads in the same transaction, that
+                // every entry follows it (`Store::insert_audit`), as `verify` checks where it reads.
                 prev = e.hash.clone();
                 entries.push(e);
             }
@@ -1003,6 +1003,37 @@ mod tests {
     use super::*;
 
     const NODE: &str = "n1";
+
+    /// Finding (issue 13): the writer's chain assertion compared a value with its own clone. The
+    /// store now refuses, inside the transaction, entries that do not follow the head it reads.
+    #[test]
+    fn the_store_refuses_entries_that_do_not_follow_its_head() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("node.db")).unwrap();
+        let e1 = entry(1, &hex::encode(GENESIS));
+        let checkpoint = |e: &Entry| Checkpoint {
+            seq: e.seq,
+            head_hash: e.hash.clone(),
+            wall_time: e.wall_time.clone(),
+            signature: String::new(),
+            seal: None,
+        };
+        store.append_audit(std::slice::from_ref(&e1), &checkpoint(&e1)).unwrap();
+        // Another writer's entry 1, or an entry 2 chained to something else: refused whole.
+        let again = entry(1, &hex::encode(GENESIS));
+        let astray = entry(2, &hex::encode([7u8; 32]));
+        let gap = entry(3, &e1.hash);
+        for wrong in [again, astray, gap] {
+            let refused = store.append_audit(std::slice::from_ref(&wrong), &checkpoint(&wrong));
+            assert!(matches!(refused, Err(StoreError::NotChained { head: 1, .. })), "{refused:?}");
+        }
+        let good = entry(2, &e1.hash);
+        let not_next = entry(3, &hex::encode([7u8; 32]));
+        assert!(store.append_audit(&[good.clone(), not_next], &checkpoint(&good)).is_err(), "a batch is refused whole");
+        assert_eq!(store.audit_entries(1).unwrap().len(), 1);
+        store.append_audit(std::slice::from_ref(&good), &checkpoint(&good)).unwrap();
+        assert_eq!(store.audit_head().unwrap().map(|h| h.0), Some(2));
+    }
 
     #[test]
     fn an_access_stamped_at_or_after_its_window_is_written_as_refused() {

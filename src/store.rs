@@ -33,6 +33,10 @@ pub enum StoreError {
         "データベースの版 {found} はこの kaigo-field（対応 {known} まで）より新しいものです。kaigo-field を更新してください"
     )]
     TooNew { found: i64, known: i64 },
+    /// An append whose entries do not follow the log's head (a writer bug, or two writers at one
+    /// head): refused, nothing written.
+    #[error("監査ログの記録 {seq} が、ログの末尾（{head}）につながっていません。書き込みをやめました")]
+    NotChained { seq: u64, head: u64 },
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -669,8 +673,17 @@ impl Store {
         result
     }
 
-    /// The inserts of `append_audit_with`, inside its transaction.
+    /// The inserts of `append_audit_with`, inside its transaction: only entries that follow the
+    /// head read here, in this transaction, each chained to the one before.
     fn insert_audit(&self, entries: &[Entry], checkpoint: &Checkpoint) -> Result<(), StoreError> {
+        let (mut seq, mut prev) = self.audit_head()?.unwrap_or((0, hex::encode(crate::audit::GENESIS)));
+        let head = seq;
+        for e in entries {
+            if e.seq != seq + 1 || e.prev_hash != prev {
+                return Err(StoreError::NotChained { seq: e.seq, head });
+            }
+            (seq, prev) = (e.seq, e.hash.clone());
+        }
         let tx = &self.conn;
         {
             let mut insert = tx.prepare_cached(&format!(
