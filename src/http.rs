@@ -267,7 +267,12 @@ async fn drill_banner(State(state): State<AppState>, request: Request, next: Nex
     DRILL.scope(state.drill.load(Ordering::Relaxed), next.run(request)).await
 }
 
-async fn status(State(state): State<AppState>, signed: Option<crate::web::Signed>) -> Result<Html<String>, AppError> {
+async fn status(
+    State(state): State<AppState>,
+    jar: axum_extra::extract::CookieJar,
+    signed: Option<crate::web::Signed>,
+) -> Result<(Option<axum_extra::extract::CookieJar>, Html<String>), AppError> {
+    let forget = crate::web::forget_stale_session(&jar, signed.as_ref());
     let bar = signed.as_ref().map(crate::web::Signed::bar);
     let view = state
         .with_node(|node, s| -> Result<StatusView, AppError> {
@@ -317,7 +322,7 @@ async fn status(State(state): State<AppState>, signed: Option<crate::web::Signed
         })
         .await??;
     let chrome = views::Chrome { drill: drill_now(), user: bar.as_ref() };
-    Ok(Html(views::status(&view, &chrome).into_string()))
+    Ok((forget, Html(views::status(&view, &chrome).into_string())))
 }
 
 async fn stylesheet() -> impl IntoResponse {

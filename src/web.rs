@@ -126,9 +126,39 @@ impl FromRequestParts<AppState> for Signed {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let route = route_of(parts);
+        let result = Signed::check(parts, state).await?;
+        // Removal cookies are made from the request's jar: only a cookie the request carried
+        // is removed in the response (an empty jar's removal sends nothing).
+        let forget = CookieJar::from_headers(&parts.headers).remove(Cookie::build(SESSION_COOKIE).path("/"));
+        match result {
+            Ok(signed) if signed.must_set_secret && !matches!(route.as_str(), "/pin" | "/logout") => {
+                Err(Redirect::to("/pin").into_response())
+            }
+            Ok(signed) => Ok(signed),
+            Err(NoSession::SignIn) => {
+                // Nobody: counted and summarised per address, not written one by one.
+                refuse_anonymous(state, crate::http::client_addr(&parts.extensions), "page without a session")?;
+                Err((forget, Redirect::to("/login")).into_response())
+            }
+            Err(NoSession::Ended(op, why, message)) => {
+                log(state, op.entry(Action::Denied, Outcome::Denied, format!("{route}: {why:?}"))).await?;
+                Err((forget, page_error(StatusCode::FORBIDDEN, "利用できません", &message, None)).into_response())
+            }
+        }
+    }
+}
+
+fn route_of(parts: &Parts) -> String {
+    parts.extensions.get::<axum::extract::MatchedPath>().map_or("", |p| p.as_str()).to_owned()
+}
+
+impl Signed {
+    /// The session the request's cookie names, if it is live; or why not. An ended session is
+    /// deleted here.
+    async fn check(parts: &Parts, state: &AppState) -> Result<Result<Signed, NoSession>, Response> {
         let jar = CookieJar::from_headers(&parts.headers);
         let token = jar.get(SESSION_COOKIE).map(|c| c.value().to_owned());
-        let route = parts.extensions.get::<axum::extract::MatchedPath>().map_or("", |p| p.as_str()).to_owned();
         let result = match token {
             None => Err(NoSession::SignIn),
             Some(token) => {
@@ -161,26 +191,13 @@ impl FromRequestParts<AppState> for Signed {
                     .await?
             }
         };
-        let forget = CookieJar::new().remove(Cookie::build(SESSION_COOKIE).path("/"));
-        match result {
-            Ok(signed) if signed.must_set_secret && !matches!(route.as_str(), "/pin" | "/logout") => {
-                Err(Redirect::to("/pin").into_response())
-            }
-            Ok(signed) => Ok(signed),
-            Err(NoSession::SignIn) => {
-                // Nobody: counted and summarised per address, not written one by one.
-                refuse_anonymous(state, crate::http::client_addr(&parts.extensions), "page without a session")?;
-                Err((forget, Redirect::to("/login")).into_response())
-            }
-            Err(NoSession::Ended(op, why, message)) => {
-                log(state, op.entry(Action::Denied, Outcome::Denied, format!("{route}: {why:?}"))).await?;
-                Err((forget, page_error(StatusCode::FORBIDDEN, "利用できません", &message, None)).into_response())
-            }
-        }
+        Ok(result)
     }
 }
 
-/// The status page shows who is signed in, if anyone; a missing or stale cookie is no error there.
+/// The status page shows who is signed in, if anyone. It is public: a missing or stale cookie
+/// is no refusal there (nothing is counted or written for it; the page clears the cookie). A
+/// session that has just ended is recorded once, as on any page, and deleted.
 impl axum::extract::OptionalFromRequestParts<AppState> for Signed {
     type Rejection = std::convert::Infallible;
 
@@ -188,8 +205,24 @@ impl axum::extract::OptionalFromRequestParts<AppState> for Signed {
         if CookieJar::from_headers(&parts.headers).get(SESSION_COOKIE).is_none() {
             return Ok(None);
         }
-        Ok(<Signed as FromRequestParts<AppState>>::from_request_parts(parts, state).await.ok())
+        match Signed::check(parts, state).await {
+            Ok(Ok(signed)) => Ok(Some(signed)),
+            Ok(Err(NoSession::Ended(op, why, _))) => {
+                let entry = op.entry(Action::Denied, Outcome::Denied, format!("{}: {why:?}", route_of(parts)));
+                // The page is public either way; a log that cannot be written is the log's story.
+                let _ = log(state, entry).await;
+                Ok(None)
+            }
+            Ok(Err(NoSession::SignIn)) | Err(_) => Ok(None),
+        }
     }
+}
+
+/// The cookie removal a public page sends when the request carried a session cookie that is no
+/// longer a session, so the browser stops sending it.
+pub fn forget_stale_session(jar: &CookieJar, signed: Option<&Signed>) -> Option<CookieJar> {
+    (jar.get(SESSION_COOKIE).is_some() && signed.is_none())
+        .then(|| jar.clone().remove(Cookie::build(SESSION_COOKIE).path("/")))
 }
 
 /// A signed-in coordinator.

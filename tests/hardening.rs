@@ -659,3 +659,57 @@ fn serve_goes_on_without_its_output_and_stops_cleanly_on_sigterm() {
     let last = node.store.audit_page(None, 1).unwrap();
     assert_eq!(last[0].action, "node_stop", "{last:?}");
 }
+
+/// Finding (issue 13): the public status page, loaded with a stale session cookie, counted a
+/// refused request each time (a summary entry in the log, and 429 for that address's other
+/// requests beyond the limit) and never cleared the cookie.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_with_a_stale_cookie_costs_nothing_and_clears_it() {
+    let f = Fixture::new(20);
+    f.authorized_node();
+    let mut server = Spawned::start(&["serve", "--dir", "n", "--listen", "127.0.0.1:0"], f.dir(), &[]);
+    let url = server.url();
+    let http = common::https_client(&f.path("n/tls/ca.pem"));
+    let stale = format!("{}=0123456789abcdef", kaigo_field::web::SESSION_COOKIE);
+    for _ in 0..(kaigo_field::limits::ANONYMOUS_REFUSALS_PER_ADDRESS_MAX + 10) {
+        let r = http.get(&url).header("cookie", &stale).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let cleared = r.headers().get_all("set-cookie").iter().any(|c| {
+            let c = c.to_str().unwrap();
+            c.starts_with(&format!("{}=", kaigo_field::web::SESSION_COOKIE)) && c.contains("Max-Age=0")
+        });
+        assert!(cleared, "the stale cookie is cleared: {:?}", r.headers());
+    }
+    // The same address is not held back elsewhere by them.
+    let login = http.get(format!("{url}login")).send().await.unwrap();
+    assert_eq!(login.status(), StatusCode::OK);
+    let counted_before_stop = {
+        let (status, _) = server.terminate();
+        assert!(status.success());
+        let node = kaigo_field::node::Node::open(&kaigo_field::node::NodeDir::new(f.path("n"))).unwrap();
+        node.store.audit_entries(1).unwrap().into_iter().filter(|e| e.operator == "anonymous").count()
+    };
+    assert_eq!(counted_before_stop, 0, "the status page was counted as refused");
+
+    // A page that needs a session sends the stale cookie's holder to sign in, and clears it too.
+    let mut server = Spawned::start(&["serve", "--dir", "n", "--listen", "127.0.0.1:0"], f.dir(), &[]);
+    let url = server.url();
+    let http = common::https_session(&f.path("n/tls/ca.pem"));
+    let r = http.get(format!("{url}search")).header("cookie", &stale).send().await.unwrap();
+    assert_eq!(r.headers()["location"], "/login");
+    let cleared = r.headers().get_all("set-cookie").iter().any(|c| c.to_str().unwrap().contains("Max-Age=0"));
+    assert!(cleared, "{:?}", r.headers());
+    let (status, _) = server.terminate();
+    assert!(status.success());
+    let node = kaigo_field::node::Node::open(&kaigo_field::node::NodeDir::new(f.path("n"))).unwrap();
+    let counted: Vec<String> = node
+        .store
+        .audit_entries(1)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.operator == "anonymous")
+        .map(|e| e.detail)
+        .collect();
+    assert_eq!(counted.len(), 1, "only the search page's refusal is counted: {counted:?}");
+    assert!(counted[0].contains(": 1 requests"), "{counted:?}");
+}
