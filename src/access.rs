@@ -13,7 +13,7 @@ use crate::authz::Role;
 use crate::disclose::{CandidateView, Disclosed, FieldEvent, Purpose, candidate_view, disclose};
 use crate::gate::{Denied, OpenData};
 use crate::http::AppState;
-use crate::limits::{SEARCH_RATE_PER_OPERATOR_MAX, SEARCH_RATE_WINDOW_SECONDS};
+use crate::limits::{SEARCH_FIELD_CHARS_MAX, SEARCH_RATE_PER_OPERATOR_MAX, SEARCH_RATE_WINDOW_SECONDS};
 use crate::model::PersonId;
 use crate::search::matcher::{Query, QueryError, Verdict};
 use crate::store::StaffRow;
@@ -161,6 +161,13 @@ pub async fn search(
         &query.insurer_number,
         &query.insured_number,
     ];
+    if typed.iter().copied().flatten().any(|t| t.chars().count() > SEARCH_FIELD_CHARS_MAX) {
+        record(state, op.entry(Action::Search, Outcome::Failed, format!("{channel} search refused: field too long")))
+            .await?;
+        return Err(Refused::BadRequest(format!(
+            "入力が長すぎます。各項目は{SEARCH_FIELD_CHARS_MAX}文字までにしてください"
+        )));
+    }
     if let Some(bad) = typed.into_iter().flatten().find_map(|t| crate::model::text::clean(t, false).err()) {
         record(
             state,

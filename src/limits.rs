@@ -191,6 +191,9 @@ pub const SESSION_TOUCH_SECONDS: i64 = 30;
 pub const AUDIT_PAGE_ENTRIES: usize = 100;
 /// A handover note or a place name, in characters.
 pub const FIELD_NOTE_CHARS_MAX: usize = 2000;
+/// Characters in one field of a search (a name, a date, a place): a full name with its reading,
+/// or an address to the building, fits with room to spare; the matcher's work grows with it.
+pub const SEARCH_FIELD_CHARS_MAX: usize = 100;
 pub const FIELD_PLACE_CHARS_MAX: usize = 200;
 
 /// Milliseconds between two progress lines on long work.

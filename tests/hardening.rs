@@ -523,7 +523,9 @@ async fn control_characters_are_refused_and_never_reach_a_terminal() {
     let body = common::api_search(&api, &url, &token, &card(&rows[0])).await;
     let person = body["candidates"][0]["person_id"].as_str().expect("found").to_owned();
     // An era year too large for any calendar is a date that does not exist, not a crash (503).
-    for birth in ["令和2147483647年1月1日", "R2147483647.1.1", "平成2147483640年1月1日"] {
+    for birth in
+        ["令和2147483647年1月1日", "R2147483647.1.1", "平成2147483640年1月1日", "R2147483000.1.1", "R4294967295.1.1"]
+    {
         let r = api
             .post(format!("{url}api/v1/search"))
             .bearer_auth(&token)
@@ -533,6 +535,17 @@ async fn control_characters_are_refused_and_never_reach_a_terminal() {
             .unwrap();
         assert!(r.status() == StatusCode::BAD_REQUEST || r.status() == StatusCode::OK, "{birth}: {}", r.status());
     }
+    // Every field of a search is bounded (issue 13): the matcher's work grows with what is typed.
+    let long = "あ".repeat(kaigo_field::limits::SEARCH_FIELD_CHARS_MAX + 1);
+    let r = api
+        .post(format!("{url}api/v1/search"))
+        .bearer_auth(&token)
+        .json(&json!({ "name": long, "birth_date": "昭和10年1月1日" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.text().await.unwrap().contains("長すぎます"));
     let forged = "\r\u{1b}[2K安否確認\u{1b}[8m";
     let r = api
         .get(format!("{url}api/v1/person/{person}"))
