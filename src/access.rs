@@ -69,6 +69,15 @@ pub enum Refused {
     Unavailable(String),
 }
 
+/// A fault of the node itself (its disk, its files, a task that died): staff get what failed in
+/// their words and an incident number to give the coordinator; the detail goes only to the log,
+/// under that number. Internal error text never reaches a page or an answer.
+fn fault(what: &str, detail: impl std::fmt::Display) -> Refused {
+    let incident = format!("{:08X}", rand::random::<u32>());
+    tracing::error!(%incident, %detail, what, "request failed inside the node");
+    Refused::Unavailable(format!("{what}。コーディネーターに連絡してください（障害番号 {incident}）"))
+}
+
 async fn record(state: &AppState, entry: NewEntry) -> Result<Receipt, Refused> {
     // A refusal beyond the operator's allowance is answered 429 and counted in a summary
     // (`throttle`), so refused requests cannot grow the log at the disk's speed.
@@ -106,14 +115,15 @@ pub async fn open_data(state: &AppState, op: &Operator, channel: &str) -> Result
     let result = state
         .with_node(|node, s| s.gate.access(node, &s.secret, s.clock.as_ref()))
         .await
-        .map_err(|e| Refused::Unavailable(format!("{e:?}")))?;
+        .map_err(|e| fault("データを開けません", format!("{e:?}")))?;
     let denied = match result {
         Ok(open) => return Ok(open),
         Err(denied) => denied,
     };
     record(state, op.entry(Action::Denied, Outcome::Denied, format!("{channel}: {denied}"))).await?;
     Err(match denied {
-        Denied::ClockBehind { .. } | Denied::Unavailable(_) => Refused::Unavailable(denied.to_string()),
+        Denied::ClockBehind { .. } => Refused::Unavailable(denied.to_string()),
+        Denied::Unavailable(detail) => fault("認可されたデータを開けません", detail),
         _ => Refused::Closed(denied.to_string()),
     })
 }
@@ -187,7 +197,7 @@ pub async fn search(
         let open = open.clone();
         tokio::task::spawn_blocking(move || open.index.search(&query, today))
             .await
-            .map_err(|e| Refused::Unavailable(e.to_string()))?
+            .map_err(|e| fault("検索できません", e))?
     };
     let outcome = match searched {
         Ok(o) => o,
@@ -265,8 +275,8 @@ async fn node_today(state: &AppState) -> Result<chrono::NaiveDate, Refused> {
     let now = state
         .with_node(|node, s| node.now(s.clock.as_ref()).map_err(|e| e.to_string()))
         .await
-        .map_err(|e| Refused::Unavailable(format!("{e:?}")))?
-        .map_err(Refused::Unavailable)?;
+        .map_err(|e| fault("ノードの時刻を読めません", format!("{e:?}")))?
+        .map_err(|e| fault("ノードの時刻を読めません", e))?;
     Ok((now + chrono::Duration::hours(9)).date_naive())
 }
 
@@ -284,9 +294,7 @@ pub async fn open_person(
     check_facility(state, op, open, channel).await?;
     let record = {
         let (open, id) = (open.clone(), id.clone());
-        tokio::task::spawn_blocking(move || open.record(id.as_str()))
-            .await
-            .map_err(|e| Refused::Unavailable(e.to_string()))?
+        tokio::task::spawn_blocking(move || open.record(id.as_str())).await.map_err(|e| fault("記録を読めません", e))?
     };
     let record = match record {
         Ok(Some(r)) => r,
@@ -303,10 +311,7 @@ pub async fn open_person(
             .await?;
             return Err(Refused::NotFound("この個人IDの記録はこの地域のデータにありません".into()));
         }
-        Err(e) => {
-            tracing::error!(error = %e, "cannot read a record from the snapshot");
-            return Err(Refused::Unavailable(format!("記録を読めません（{e}）。コーディネーターに連絡してください")));
-        }
+        Err(e) => return Err(fault("記録を読めません", e)),
     };
     let sections = open.authorization.sections_for(op.role).to_vec();
     let today = node_today(state).await?;
@@ -317,8 +322,8 @@ pub async fn open_person(
         state
             .with_node(move |node, _| node.store.field_events(id.as_str()))
             .await
-            .map_err(|e| Refused::Unavailable(format!("{e:?}")))?
-            .map_err(|e| Refused::Unavailable(e.to_string()))?
+            .map_err(|e| fault("居場所の記録を読めません", format!("{e:?}")))?
+            .map_err(|e| fault("居場所の記録を読めません", e))?
     };
     let mut events = Vec::new();
     let mut unreadable = 0;
@@ -392,7 +397,7 @@ pub async fn record_event(
         Err(e) => {
             record_entry(state, op, Action::FieldEvent, Outcome::Failed, id, None, &format!("{channel}: not stored"))
                 .await?;
-            Err(Refused::Unavailable(format!("居場所を保存できません（{e}）")))
+            Err(fault("居場所を保存できません", e))
         }
     }
 }

@@ -726,3 +726,34 @@ async fn the_status_page_with_a_stale_cookie_costs_nothing_and_clears_it() {
     assert_eq!(counted.len(), 1, "only the search page's refusal is counted: {counted:?}");
     assert!(counted[0].contains(": 1 requests"), "{counted:?}");
 }
+
+/// Finding (issue 13): internal error text (file paths, `{:?}` of errors, SQL and snapshot
+/// errors) reached the messages staff see. A fault of the node answers what failed, in staff's
+/// words, with an incident number; the detail is in the log under that number.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fault_of_the_node_shows_staff_an_incident_number_not_its_insides() {
+    let (f, _) = node(60, "172049,172057");
+    let (_, _, token) = enrol(&f, "能登 花子", "1772090005", "support");
+    let rows = csv_rows(&f.path("persons.csv"));
+    let mut server =
+        Spawned::start(&["serve", "--dir", "n", "--listen", "127.0.0.1:0"], f.dir(), &[("RUST_LOG", "error")]);
+    let url = server.url();
+    let api = common::https_client(&f.path("n/tls/ca.pem"));
+    let first = common::api_search(&api, &url, &token, &card(&rows[0])).await;
+    let person = first["candidates"][0]["person_id"].as_str().expect("found").to_owned();
+    // The snapshot file is cut short under the serving node (a dying SD card).
+    let snapshots = f.path("n/snapshots");
+    let file = std::fs::read_dir(&snapshots).unwrap().next().unwrap().unwrap().path();
+    std::fs::OpenOptions::new().write(true).open(&file).unwrap().set_len(1000).unwrap();
+    let r = api.get(format!("{url}api/v1/person/{person}?purpose=medical")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = r.json().await.unwrap();
+    let body = body["error"].as_str().unwrap().to_owned();
+    assert!(body.contains("記録を読めません") && body.contains("障害番号"), "{body}");
+    for inside in ["snapshots", ".kfsnap", "os error", "Io", "{", "スナップショット"] {
+        assert!(!body.contains(inside), "{inside:?} reached staff: {body}");
+    }
+    let incident = body.split("障害番号 ").nth(1).unwrap().chars().take(8).collect::<String>();
+    let (_, output) = server.terminate();
+    assert!(output.contains(&incident), "the log has the incident's detail: {output}");
+}
