@@ -1,4 +1,5 @@
-//! The regional snapshot file (`.kfsnap`), format v1, documented in docs/snapshot-format.md.
+//! The regional snapshot file (`.kfsnap`), format v2 (`FORMAT_VERSION`), documented in
+//! docs/snapshot-format.md.
 //!
 //! A signed manifest in clear (no personal data), then a body of chunks, each a batch of person
 //! records serialized as JSON lines, compressed with zstd and encrypted with XChaCha20-Poly1305

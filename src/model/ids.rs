@@ -1,4 +1,5 @@
-//! Identifiers, validated on construction (DOMAIN.md "Identifiers").
+//! Identifiers, validated on construction: their lengths, characters and check digits, as the
+//! person CSV lists them (docs/person-csv.md).
 //!
 //! A value of one of these types is known to have the right form; where a check digit rule is
 //! certain (市区町村コード) a wrong digit is refused, where it is only likely (保険者番号,

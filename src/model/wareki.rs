@@ -1,5 +1,7 @@
-//! The Japanese era calendar (和暦): eras, their first days, and conversion both ways
-//! (DOMAIN.md "Codes"). Parsing what people type lives with the matcher; here are the facts.
+//! The Japanese era calendar (和暦): eras (明治 1868-01-25 … 令和 2019-05-01), their first days,
+//! and conversion both ways; the digit of each era in a `GYYMMDD` date (1 明治 … 5 令和) is the
+//! one care paperwork uses. Parsing what people type lives with the matcher (docs/matching.md);
+//! here are the facts.
 
 use chrono::{Datelike, NaiveDate};
 
