@@ -20,7 +20,6 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -703,11 +702,10 @@ impl<T> Audited<T> {
     }
 }
 
-impl<T: IntoResponse> IntoResponse for Audited<T> {
-    fn into_response(self) -> Response {
-        let mut response = self.1.into_response();
-        response.headers_mut().insert("x-audit-seq", self.0.seq.into());
-        response
+impl<T> Audited<T> {
+    /// The entry's number and the body, for the face that sends it (`http`).
+    pub fn into_parts(self) -> (Receipt, T) {
+        (self.0, self.1)
     }
 }
 

@@ -22,7 +22,7 @@ use crate::keys::{
 };
 use crate::limits::CSV_ERRORS_SHOWN_MAX;
 use crate::model::{MunicipalityCode, OfficeNumber};
-use crate::node::{BUNDLE_FORMAT, Bundle, node_key_message};
+use crate::contract::{BUNDLE_FORMAT, Bundle, node_key_message};
 use crate::person_csv::{self, CsvEncoding, CsvError, ReadReport};
 use crate::progress::Progress;
 use crate::region::{self, Region};

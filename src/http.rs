@@ -54,6 +54,17 @@ pub struct AppState {
     pub throttle: Arc<crate::throttle::Throttle>,
 }
 
+/// The one way an answer with personal data leaves: with its durable audit entry's number in
+/// `x-audit-seq` (`audit::Audited` can only be made from a `Receipt`).
+impl<T: IntoResponse> IntoResponse for crate::audit::Audited<T> {
+    fn into_response(self) -> Response {
+        let (receipt, body) = self.into_parts();
+        let mut response = body.into_response();
+        response.headers_mut().insert("x-audit-seq", receipt.seq().into());
+        response
+    }
+}
+
 tokio::task_local! {
     /// Whether the page being answered must show the drill banner; set per request from
     /// `AppState::drill`, read by error pages that have no state at hand.

@@ -8,6 +8,7 @@ pub mod authz;
 pub mod central;
 pub mod cli;
 pub mod clock;
+pub mod contract;
 pub mod disclose;
 pub mod gate;
 pub mod http;

@@ -14,13 +14,12 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Duration, Utc};
 
 use crate::clock::Clock;
-use serde::{Deserialize, Serialize};
-use zeroize::Zeroize;
 
 use crate::audit::{
     self, Action, Anchor, AuditError, By, ChainWriter, Fault, HeadSeal, NewEntry, Outcome, Verifier, VerifyReport,
 };
 use crate::authz::Refusal;
+use crate::contract::{BUNDLE_FORMAT, Bundle, node_key_message};
 use crate::keys::{
     AuditSealKey, CentralPublicKey, KeyError, NodePublicKey, NodeSecretKey, SealState, UnwrapError, create_private_dir,
     write_secret_file,
@@ -145,32 +144,6 @@ pub struct Node {
     pub store: Store,
 }
 
-/// What `central enroll-node` hands a node: its identity, keys and the central's public keys.
-/// The file is secret (mode 0600); it is read once by `node init` and can then be destroyed.
-#[derive(Serialize, Deserialize)]
-pub struct Bundle {
-    pub format: String,
-    pub node_id: String,
-    pub region: String,
-    pub central_public_key: String,
-    pub ca_cert_pem: String,
-    pub tls_cert_pem: String,
-    pub tls_key_pem: String,
-    pub node_secret_key: String,
-    /// The node's public keys, and the central's signature over them: lets `audit verify` on
-    /// the node trust the key its checkpoints verify with.
-    pub node_public_key: String,
-    pub node_public_key_signature: String,
-    /// The audit log's seal key of epoch 0 (`AuditSealKey` file text); the central keeps a
-    /// copy, the node evolves it away.
-    pub audit_seal_key: String,
-}
-
-/// What the central signs to vouch for a node's public keys.
-pub fn node_key_message(node_id: &str, public_text: &str) -> Vec<u8> {
-    [b"kaigo-field/node-keys/v1\0".as_slice(), node_id.as_bytes(), b"\0", public_text.as_bytes()].concat()
-}
-
 /// `node_meta` keys of the audit verification anchor and its signature
 /// (`Node::verify_audit_at_start`).
 const AUDIT_ANCHOR: &str = "audit_anchor";
@@ -192,22 +165,6 @@ fn anchor_parse(text: &str) -> Option<Anchor> {
 /// `node_meta` key of `Node::central_time_seen`.
 const CENTRAL_TIME_SEEN: &str = "central_time_seen";
 
-/// v2: carries the audit seal key. A v1 bundle is refused: its node could not seal its log.
-pub const BUNDLE_FORMAT: &str = "kaigo-field node bundle v2";
-
-impl std::fmt::Debug for Bundle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Bundle({}, region {})", self.node_id, self.region)
-    }
-}
-
-impl Drop for Bundle {
-    fn drop(&mut self) {
-        self.tls_key_pem.zeroize();
-        self.node_secret_key.zeroize();
-        self.audit_seal_key.zeroize();
-    }
-}
 
 /// Installs a provisioning bundle into a new node directory. With a passphrase, the node's
 /// secret key is sealed with it (see ARCHITECTURE.md for the trade).
