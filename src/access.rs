@@ -112,10 +112,7 @@ async fn record_in_window(state: &AppState, open: &OpenData, mut entry: NewEntry
 /// The open data for this operator, or why not (logged with who asked). The only way handlers
 /// reach `OpenData`, which only `Gate::access` makes.
 pub async fn open_data(state: &AppState, op: &Operator, channel: &str) -> Result<Arc<OpenData>, Refused> {
-    let result = state
-        .with_node(|node, s| s.gate.access(node, &s.secret, s.clock.as_ref()))
-        .await
-        .map_err(|e| fault("データを開けません", format!("{e:?}")))?;
+    let result = state.open_data().await.map_err(|e| fault("データを開けません", format!("{e:?}")))?;
     let denied = match result {
         Ok(open) => return Ok(open),
         Err(denied) => denied,

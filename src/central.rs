@@ -16,13 +16,13 @@ use crate::clock::Clock;
 use chrono::{DateTime, Utc};
 
 use crate::authz::{self, Authorization, NodeGrant, Role, Section};
+use crate::contract::{BUNDLE_FORMAT, Bundle, node_key_message};
 use crate::keys::{
     AuditSealKey, CentralPublicKey, CentralSigningKey, DataKey, KeyError, NodePublicKey, NodeSecretKey, PersonIdKey,
     create_private_dir, write_file_atomic, write_secret_file,
 };
 use crate::limits::CSV_ERRORS_SHOWN_MAX;
 use crate::model::{MunicipalityCode, OfficeNumber};
-use crate::contract::{BUNDLE_FORMAT, Bundle, node_key_message};
 use crate::person_csv::{self, CsvEncoding, CsvError, ReadReport};
 use crate::progress::Progress;
 use crate::region::{self, Region};

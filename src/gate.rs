@@ -369,36 +369,76 @@ impl Node {
         Ok(Some(SignedAuthorization::parse(code)?.authorization))
     }
 
-    /// Unwraps the data key of the authorization in force and decrypts the snapshot.
-    fn open_data(&self, row: &AuthorizationRow, secret: &NodeSecretKey) -> Result<OpenData, NodeError> {
-        let code = row.code.as_deref().expect("an active authorization keeps its code");
+    /// What opening the data of `row` needs from the node, taken while the node is locked; the
+    /// opening itself (`Plan::open`) needs no lock.
+    fn plan(&self, row: AuthorizationRow) -> Result<Plan, NodeError> {
+        let (held, manifest) = self.current_manifest()?.ok_or(authz::Refusal::NoSnapshot)?;
+        Ok(Plan {
+            path: self.dir.snapshots().join(&held.file_name),
+            file_name: held.file_name,
+            data_key_id: manifest.data_key_id,
+            row,
+            central_key: self.info.central_key.clone(),
+            node_id: self.info.node_id.clone(),
+        })
+    }
+}
+
+/// Everything needed to open one authorization's data over one snapshot file, without the node.
+pub struct Plan {
+    row: AuthorizationRow,
+    path: std::path::PathBuf,
+    file_name: String,
+    data_key_id: String,
+    central_key: crate::keys::CentralPublicKey,
+    node_id: String,
+}
+
+impl Plan {
+    fn opens(&self, data: &OpenData) -> bool {
+        data.authorization.id == self.row.id && data.authorization.serial == self.row.serial
+    }
+
+    /// Unwraps the data key of the authorization and decrypts the snapshot's search section
+    /// into the index: the long part of activation (about a second at a million persons).
+    fn open(&self, secret: &NodeSecretKey) -> Result<OpenData, NodeError> {
+        let code = self.row.code.as_deref().expect("an active authorization keeps its code");
         let signed = SignedAuthorization::parse(code)?;
         // The stored code was checked on import; check the signature again in case the database
         // was edited.
-        if !signed.signature_valid(&self.info.central_key) {
+        if !signed.signature_valid(&self.central_key) {
             return Err(authz::Refusal::ForgedSignature.into());
         }
         let grant = signed
             .authorization
-            .grant_for(&self.info.node_id)
-            .ok_or_else(|| NodeError::Refused(authz::Refusal::NodeNotListed(self.info.node_id.clone())))?;
+            .grant_for(&self.node_id)
+            .ok_or_else(|| NodeError::Refused(authz::Refusal::NodeNotListed(self.node_id.clone())))?;
         let data_key = secret.unwrap_data_key(&grant.wrapped_key)?;
-        let (held, manifest) = self.current_manifest()?.ok_or(authz::Refusal::NoSnapshot)?;
-        if data_key.key_id() != manifest.data_key_id {
+        if data_key.key_id() != self.data_key_id {
             return Err(authz::Refusal::KeyDoesNotOpen.into());
         }
-        let path = self.dir.snapshots().join(&held.file_name);
-        let file = File::open(&path).map_err(|cause| NodeError::Io { path: path.display().to_string(), cause })?;
-        let (section, records) = snapshot::open_search(
-            std::io::BufReader::new(At { file: &file, pos: 0 }),
-            &self.info.central_key,
-            &data_key,
-        )?;
+        let path = &self.path;
+        let file = File::open(path).map_err(|cause| NodeError::Io { path: path.display().to_string(), cause })?;
+        let (section, records) =
+            snapshot::open_search(std::io::BufReader::new(At { file: &file, pos: 0 }), &self.central_key, &data_key)?;
         // Only the people of the authorization's municipalities are held: a snapshot covers a
         // whole region, an authorization only the areas the Disaster Relief Act applies to.
         let index = Index::from_section_within(section, |code| signed.authorization.covers_municipality(code));
-        Ok(OpenData { authorization: signed.authorization, data_key, index, file_name: held.file_name, file, records })
+        Ok(OpenData {
+            authorization: signed.authorization,
+            data_key,
+            index,
+            file_name: self.file_name.clone(),
+            file,
+            records,
+        })
     }
+}
+
+/// What the gate says under the node's lock: the data is open, or what to open (outside it).
+pub enum Step {
+    Ready(Arc<OpenData>),
+    Open(Box<Plan>),
 }
 
 /// The node's open data in this process. At most one `OpenData` exists, and only while the
@@ -406,6 +446,10 @@ impl Node {
 #[derive(Default)]
 pub struct Gate {
     open: Mutex<Open>,
+    /// Held through an opening (`Gate::open`), so only one request decrypts and builds the
+    /// index while the others that need the data wait for it; nobody else waits: the node's
+    /// lock and `open` are not held meanwhile.
+    opening: Mutex<()>,
 }
 
 #[derive(Default)]
@@ -422,47 +466,85 @@ impl Gate {
         Gate::default()
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, Open> {
+        self.open.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The open data if reading is allowed right now; otherwise drops it and says why. The only
-    /// way to reach decrypted records.
+    /// way to reach decrypted records. Opens the data while the caller holds `node`: for
+    /// commands and tests; a serving node uses `check` and `open` so that the opening does not
+    /// hold the node.
     pub fn access(&self, node: &mut Node, secret: &NodeSecretKey, clock: &dyn Clock) -> Result<Arc<OpenData>, Denied> {
-        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        match self.check(node, clock)? {
+            Step::Ready(data) => Ok(data),
+            Step::Open(plan) => self.open(plan, secret),
+        }
+    }
+
+    /// Under the node's lock, quickly: whether reading is allowed now (if not, the data is
+    /// dropped and the reason given), and the open data if it is the right one, or what to open.
+    pub fn check(&self, node: &mut Node, clock: &dyn Clock) -> Result<Step, Denied> {
         let row = match node.check_access(clock) {
             Ok(row) => row,
             Err(denied) => {
-                *open = Open::default();
+                *self.lock() = Open::default();
                 return Err(denied);
             }
         };
+        let plan = node.plan(row).map_err(|e| {
+            tracing::error!(error = %e, "cannot find the snapshot to open");
+            Denied::Unavailable(e.to_string())
+        })?;
+        Ok(match self.current(&plan) {
+            Some(data) => Step::Ready(data),
+            None => Step::Open(Box::new(plan)),
+        })
+    }
+
+    /// The open data, if it stands for the plan's authorization (id and serial) over the plan's
+    /// file, or over the file before it while the authorization cannot open the newer one.
+    fn current(&self, plan: &Plan) -> Option<Arc<OpenData>> {
+        let open = self.lock();
+        let data = open.data.as_ref().filter(|d| plan.opens(d))?;
+        (data.file_name == plan.file_name || open.newer_unopened.as_ref() == Some(&plan.file_name))
+            .then(|| data.clone())
+    }
+
+    /// Opens what `check` planned, without the node: one opening at a time, and whoever waited
+    /// for another's takes its result.
+    pub fn open(&self, plan: Box<Plan>, secret: &NodeSecretKey) -> Result<Arc<OpenData>, Denied> {
+        let _one = self.opening.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(data) = self.current(&plan) {
+            return Ok(data);
+        }
         // The open data stands for one authorization over one snapshot file: a newer serial, or
         // a snapshot imported while serving, reopens it, so the index and the records always
         // come from one file (the open data holds that file open).
-        let current = node.store.current_snapshot().map_err(|e| Denied::Unavailable(e.to_string()))?;
-        let same_authorization =
-            |data: &OpenData| data.authorization.id == row.id && data.authorization.serial == row.serial;
-        let current_file = current.map(|c| c.file_name);
-        if let Some(data) = open.data.as_ref().filter(|d| same_authorization(d)) {
-            if current_file.as_ref() == Some(&data.file_name) || current_file == open.newer_unopened {
-                return Ok(data.clone());
-            }
-        }
-        match node.open_data(&row, secret) {
+        match plan.open(secret) {
             Ok(data) => {
                 let data = Arc::new(data);
-                *open = Open { data: Some(data.clone()), newer_unopened: None };
+                *self.lock() = Open { data: Some(data.clone()), newer_unopened: None };
                 Ok(data)
             }
             // A newer snapshot was imported under an authorization cut for the one before (its
             // own authorization follows): until then the authorization keeps opening what it was
             // issued for, from the file this process still holds open.
-            Err(NodeError::Refused(authz::Refusal::KeyDoesNotOpen))
-                if open.data.as_ref().is_some_and(|d| same_authorization(d)) =>
-            {
-                tracing::info!(file = ?current_file, "the authorization in force cannot open the new snapshot; serving the one it was cut for");
-                open.newer_unopened = current_file;
-                Ok(open.data.clone().expect("checked in the guard"))
+            Err(NodeError::Refused(authz::Refusal::KeyDoesNotOpen)) => {
+                let mut open = self.lock();
+                match open.data.clone().filter(|d| plan.opens(d)) {
+                    Some(data) => {
+                        tracing::info!(file = %plan.file_name, "the authorization in force cannot open the new snapshot; serving the one it was cut for");
+                        open.newer_unopened = Some(plan.file_name);
+                        Ok(data)
+                    }
+                    None => {
+                        *open = Open::default();
+                        Err(Denied::Unavailable(authz::Refusal::KeyDoesNotOpen.to_string()))
+                    }
+                }
             }
             Err(e) => {
-                *open = Open::default();
+                *self.lock() = Open::default();
                 tracing::error!(error = %e, "cannot open authorized data");
                 Err(Denied::Unavailable(e.to_string()))
             }
@@ -471,11 +553,11 @@ impl Gate {
 
     /// Drops the open data now (closing, shutdown).
     pub fn close(&self) {
-        *self.open.lock().unwrap_or_else(|e| e.into_inner()) = Open::default();
+        *self.lock() = Open::default();
     }
 
     /// The file name of the snapshot the open data was read from, if it is open.
     pub fn serving_file(&self) -> Option<String> {
-        self.open.lock().unwrap_or_else(|e| e.into_inner()).data.as_ref().map(|d| d.file_name.clone())
+        self.lock().data.as_ref().map(|d| d.file_name.clone())
     }
 }

@@ -111,6 +111,23 @@ impl AppState {
         .map_err(|e| AppError::Internal(e.to_string()))?
     }
 
+    /// The open data, or why it is closed: checked under the node's lock, and opened (when it
+    /// must be: an authorization imported, a snapshot switched) outside it, so that nobody who
+    /// does not need the data waits the second the opening takes.
+    pub async fn open_data(&self) -> Result<Result<Arc<crate::gate::OpenData>, Denied>, AppError> {
+        let step = self.with_node(|node, s| s.gate.check(node, s.clock.as_ref())).await?;
+        match step {
+            Ok(crate::gate::Step::Ready(data)) => Ok(Ok(data)),
+            Err(denied) => Ok(Err(denied)),
+            Ok(crate::gate::Step::Open(plan)) => {
+                let state = self.clone();
+                tokio::task::spawn_blocking(move || state.gate.open(plan, &state.secret))
+                    .await
+                    .map_err(|e| AppError::Internal(e.to_string()))
+            }
+        }
+    }
+
     /// `with_node` for work that can fail: a failure is internal (logged, a safe page).
     pub async fn try_with_node<T: Send + 'static, E: std::fmt::Display + Send + 'static>(
         &self,
@@ -129,16 +146,19 @@ pub async fn keep_time(state: AppState, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let result = state
+        let noted = state
             .with_node(|node, s| {
                 if let Err(e) = node.note_running_time(s.clock.as_ref()) {
                     tracing::error!(error = %e, "cannot record trusted time");
                 }
-                s.gate.access(node, &s.secret, s.clock.as_ref()).map(|_| ())
             })
             .await;
-        if let Ok(Err(denied)) = result {
-            tracing::debug!(%denied, "data closed");
+        // Checking drops the data at not-after; opening it here too means the first search
+        // after an import does not wait for it.
+        if noted.is_ok() {
+            if let Ok(Err(denied)) = state.open_data().await {
+                tracing::debug!(%denied, "data closed");
+            }
         }
         write_refusal_summaries(&state, false).await;
     }
@@ -285,12 +305,13 @@ async fn status(
 ) -> Result<(Option<axum_extra::extract::CookieJar>, Html<String>), AppError> {
     let forget = crate::web::forget_stale_session(&jar, signed.as_ref());
     let bar = signed.as_ref().map(crate::web::Signed::bar);
+    let open = state.open_data().await?;
     let view = state
-        .with_node(|node, s| -> Result<StatusView, AppError> {
+        .with_node(move |node, s| -> Result<StatusView, AppError> {
             let internal = |e: NodeError| AppError::Internal(e.to_string());
             let now = node.now(s.clock.as_ref()).map_err(internal)?;
             let current = node.current_manifest().map_err(internal)?;
-            let authorization = match s.gate.access(node, &s.secret, s.clock.as_ref()) {
+            let authorization = match open {
                 Ok(open) => AuthorizationView::Active {
                     disaster: open.authorization.disaster.clone(),
                     from: jst(open.authorization.not_before()),

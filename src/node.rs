@@ -165,7 +165,6 @@ fn anchor_parse(text: &str) -> Option<Anchor> {
 /// `node_meta` key of `Node::central_time_seen`.
 const CENTRAL_TIME_SEEN: &str = "central_time_seen";
 
-
 /// Installs a provisioning bundle into a new node directory. With a passphrase, the node's
 /// secret key is sealed with it (see ARCHITECTURE.md for the trade).
 pub fn init(dir: &NodeDir, bundle_path: &Path, passphrase: Option<&str>) -> Result<NodeInfo, NodeError> {

@@ -102,3 +102,29 @@ fn an_ended_enrolment_is_not_explained_by_a_clock_fault() {
     assert_eq!(why, kaigo_field::staff::LoginError::AuthorizationEnded);
     assert!(!message.contains("時計") && message.contains("災害認可が終わった"), "{message}");
 }
+
+/// Finding (issue 13): opening the data (about a second at a million persons) held the node's
+/// lock and the gate's, so every request, the public status page and sign-ins included, waited
+/// behind it. The check is quick and under the node's lock; the opening needs neither.
+#[test]
+fn opening_the_data_is_done_without_the_node() {
+    use kaigo_field::gate::Step;
+    let f = Fixture::new(50);
+    f.authorized_node();
+    let node = std::sync::Mutex::new(Node::open(&NodeDir::new(f.path("n"))).unwrap());
+    let secret = node.lock().unwrap().secret_key(None).unwrap();
+    let gate = Gate::new();
+    let clock = clock::system();
+    let Ok(Step::Open(plan)) = gate.check(&mut node.lock().unwrap(), clock.as_ref()) else {
+        panic!("a fresh gate has the data to open")
+    };
+    // Someone else has the node (a sign-in, the status page) the whole time the data opens.
+    let held = node.lock().unwrap();
+    let opened = std::thread::scope(|s| s.spawn(|| gate.open(plan, &secret)).join().unwrap()).unwrap();
+    drop(held);
+    assert_eq!(opened.index.len(), 50);
+    let Ok(Step::Ready(again)) = gate.check(&mut node.lock().unwrap(), clock.as_ref()) else {
+        panic!("once open, the check hands it out")
+    };
+    assert!(std::sync::Arc::ptr_eq(&opened, &again));
+}

@@ -7,8 +7,8 @@
 use std::sync::Arc;
 
 use kaigo_field::central::{self, CentralDir};
-use kaigo_field::limits::{TLS_CA_CERT_DAYS, TLS_CERT_BACKDATE_SECONDS, TLS_NODE_CERT_DAYS};
 use kaigo_field::contract::Bundle;
+use kaigo_field::limits::{TLS_CA_CERT_DAYS, TLS_CERT_BACKDATE_SECONDS, TLS_NODE_CERT_DAYS};
 use kaigo_field::region::Region;
 use kaigo_field::tls;
 use rustls::client::WebPkiServerVerifier;
