@@ -104,8 +104,7 @@ pub struct NewEntry {
     /// after this, the entry is written as refused and its `Receipt` says so, so no answer goes
     /// out later than its window, however long the request waited.
     pub valid_until: Option<DateTime<Utc>>,
-    /// Who: a staff id, "coordinator" for commands run on the node, "anonymous" for a browser
-    /// that has not signed in, "node" for the node itself.
+    /// Who: a staff id, or an `Actor` that is not one (`Actor::id`).
     pub operator: String,
     /// 事業所番号 of the operator's facility, if any.
     pub facility: Option<String>,
@@ -121,7 +120,36 @@ pub struct NewEntry {
     pub detail: String,
 }
 
+/// Who did something, when it is not an enrolled operator's request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Actor {
+    /// The node itself: starting, stopping.
+    Node,
+    /// Whoever runs a command at the node's terminal (`node init`, imports, `staff add`, clock
+    /// moves): the coordinator, who holds the node's key.
+    Coordinator,
+    /// A request from nobody (no session, no token), in the minute's summary.
+    Anonymous,
+}
+
+impl Actor {
+    /// The `operator` of its entries; never a staff id (`XXXX-XXXX`).
+    pub const fn id(self) -> &'static str {
+        match self {
+            Actor::Node => "node",
+            Actor::Coordinator => "coordinator",
+            Actor::Anonymous => "anonymous",
+        }
+    }
+}
+
 impl NewEntry {
+    /// An entry of `actor`'s.
+    pub fn by(actor: Actor, action: Action, outcome: Outcome, detail: impl Into<String>) -> NewEntry {
+        NewEntry::new(actor.id(), action, outcome, detail)
+    }
+
+    /// An entry of the operator with this staff id.
     pub fn new(operator: &str, action: Action, outcome: Outcome, detail: impl Into<String>) -> NewEntry {
         NewEntry {
             valid_until: None,
@@ -1047,7 +1075,9 @@ mod tests {
             &seal,
             std::sync::Arc::new(clock.clone()),
         );
-        writer.append(&store, &[NewEntry::new("node", Action::NodeInit, Outcome::Ok, "provisioned")]).unwrap();
+        writer
+            .append(&store, &[NewEntry::by(Actor::Coordinator, Action::NodeInit, Outcome::Ok, "provisioned")])
+            .unwrap();
         let until = start + chrono::Duration::seconds(10);
         let view =
             |valid_until| NewEntry { valid_until, ..NewEntry::new("K7QM-3XDA", Action::View, Outcome::Ok, "web") };

@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::audit::{self, Action, AuditLog, ChainWriter, CommitMode, NewEntry, Outcome};
+use crate::audit::{self, Action, Actor, AuditLog, ChainWriter, CommitMode, NewEntry, Outcome};
 use crate::authz::{self, Role, Section};
 use crate::central::{self, AuthorizeRequest, CentralDir, CentralError, SnapshotOptions};
 use crate::clock::{self, SharedClock};
@@ -882,7 +882,7 @@ fn serve(dir: &NodeDir, listen: SocketAddr, clock: SharedClock, banner: Option<&
             b(&url, &fingerprint).iter().for_each(|line| say(line));
         }
         say("停止するには Ctrl-C を押してください。");
-        audit.record(NewEntry::new("node", Action::NodeStart, Outcome::Ok, url.clone())).await?;
+        audit.record(NewEntry::by(Actor::Node, Action::NodeStart, Outcome::Ok, url.clone())).await?;
         let state = AppState {
             node: Arc::new(Mutex::new(node)),
             gate: Arc::new(Gate::new()),
@@ -903,7 +903,7 @@ fn serve(dir: &NodeDir, listen: SocketAddr, clock: SharedClock, banner: Option<&
         state.gate.close();
         http::write_refusal_summaries(&state, true).await;
         // The last entry and its signed checkpoint: the log is closed cleanly.
-        audit.record(NewEntry::new("node", Action::NodeStop, Outcome::Ok, "shutdown")).await?;
+        audit.record(NewEntry::by(Actor::Node, Action::NodeStop, Outcome::Ok, "shutdown")).await?;
         drop(state);
         if let Ok(audit) = Arc::try_unwrap(audit) {
             audit.stop();
@@ -1010,7 +1010,7 @@ fn demo_staff(root: &Path, node: &mut Node, clock: &SharedClock) -> Result<()> {
         vec![format!("{} {}（{}）: {}", coordinator, "デモ 調整役", Role::Coordinator.label(), passphrase.as_str())];
     let mut entries = vec![NewEntry {
         role: Some(Role::Coordinator),
-        ..NewEntry::new("node", Action::Enrol, Outcome::Ok, coordinator.clone())
+        ..NewEntry::by(Actor::Coordinator, Action::Enrol, Outcome::Ok, coordinator.clone())
     }];
     let authorization = node.active_authorization(clock.as_ref())?;
     for (name, facility, role) in
@@ -1078,7 +1078,7 @@ fn demo_setup(root: &Path, node_dir: &NodeDir, args: &DemoArgs, clock: &SharedCl
 const DEMO_NODE: &str = "demo-node";
 
 /// Who runs commands on the node, in the audit log.
-const COORDINATOR: &str = "coordinator";
+const COORDINATOR: &str = Actor::Coordinator.id();
 
 /// A 72-hour drill authorization for the demo node, issued and imported.
 fn demo_authorize(root: &Path, node: &mut Node, args: &DemoArgs, clock: &SharedClock) -> Result<()> {

@@ -16,7 +16,8 @@ use chrono::{DateTime, Duration, Utc};
 use crate::clock::Clock;
 
 use crate::audit::{
-    self, Action, Anchor, AuditError, By, ChainWriter, Fault, HeadSeal, NewEntry, Outcome, Verifier, VerifyReport,
+    self, Action, Actor, Anchor, AuditError, By, ChainWriter, Fault, HeadSeal, NewEntry, Outcome, Verifier,
+    VerifyReport,
 };
 use crate::authz::Refusal;
 use crate::contract::{BUNDLE_FORMAT, Bundle, node_key_message};
@@ -208,7 +209,7 @@ pub fn init(dir: &NodeDir, bundle_path: &Path, passphrase: Option<&str>) -> Resu
     let clock = crate::clock::system();
     SealState::genesis(seal_key0, clock.now()).save(&dir.audit_seal())?;
     let writer = ChainWriter::new(&bundle.node_id, std::sync::Arc::new(secret), dir.audit_seal(), clock);
-    writer.append(&store, &[NewEntry::new("coordinator", Action::NodeInit, Outcome::Ok, "provisioned")])?;
+    writer.append(&store, &[NewEntry::by(Actor::Coordinator, Action::NodeInit, Outcome::Ok, "provisioned")])?;
     Ok(NodeInfo { node_id: bundle.node_id.clone(), region, central_key })
 }
 
@@ -370,11 +371,11 @@ impl Node {
                 let (id, _token) = crate::staff::add_first_coordinator(&this.store, name, passphrase, now)?;
                 let entry = NewEntry {
                     role: Some(crate::authz::Role::Coordinator),
-                    ..NewEntry::new("node", Action::Enrol, Outcome::Ok, id.clone())
+                    ..NewEntry::by(Actor::Coordinator, Action::Enrol, Outcome::Ok, id.clone())
                 };
                 Ok((id, entry))
             },
-            |e: &NodeError| Some(NewEntry::new("node", Action::Enrol, Outcome::Denied, e.to_string())),
+            |e: &NodeError| Some(NewEntry::by(Actor::Coordinator, Action::Enrol, Outcome::Denied, e.to_string())),
         )
     }
 

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use std::sync::mpsc::{SyncSender, sync_channel};
 
-use crate::audit::{Action, NewEntry, Outcome};
+use crate::audit::{Action, Actor, NewEntry, Outcome};
 use crate::limits::{
     ANONYMOUS_REFUSALS_PER_ADDRESS_MAX, ANONYMOUS_SUMMARY_ADDRESSES_MAX, ANONYMOUS_SUMMARY_SECONDS,
     LOGIN_ADDRESS_FAILURES_MAX, LOGIN_ADDRESS_WINDOW_SECONDS, LOGIN_FAILURES_MAX, LOGIN_HASHES_CONCURRENT_MAX,
@@ -360,8 +360,8 @@ impl Throttle {
         let others =
             (rest.len() as u64 + forgotten_addresses, rest.iter().map(|(_, r)| r.count).sum::<u64>() + forgotten_count);
         let other_entry = (others.0 > 0).then(|| {
-            NewEntry::new(
-                "anonymous",
+            NewEntry::by(
+                Actor::Anonymous,
                 Action::Denied,
                 Outcome::Denied,
                 format!("{} other addresses: {} requests refused without a session or token", others.0, others.1),
@@ -370,8 +370,8 @@ impl Throttle {
         summaries
             .into_iter()
             .map(|(address, r)| {
-                NewEntry::new(
-                    "anonymous",
+                NewEntry::by(
+                    Actor::Anonymous,
                     Action::Denied,
                     Outcome::Denied,
                     format!(
