@@ -594,6 +594,18 @@ impl Node {
         by: By<'_>,
     ) -> Result<Manifest, NodeError> {
         let failed = |e: &NodeError| by(Action::SnapshotImport, Outcome::Failed, e.to_string());
+        // One import at a time on this node, whichever process runs it: an import removes the
+        // files the store does not name, which would include another import's file not yet
+        // switched to. Released when `_one` drops, or when the process dies.
+        let lock_path = self.dir.root.join("import.lock");
+        let _one = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&lock_path)
+            .and_then(|f| f.lock().map(|()| f))
+            .map_err(io(&lock_path))?;
         let copied = self.copy_in(file, clock, quiet);
         let (manifest, now) = match copied {
             Ok(done) => done,
