@@ -136,10 +136,10 @@ impl RateLimiter {
             let now = Instant::now();
             for (operator, ago) in searches {
                 let ago = Duration::from_secs_f64(ago.max(0.0));
-                if ago < window {
-                    if let Some(at) = now.checked_sub(ago) {
-                        recent.entry(operator).or_default().push_back(at);
-                    }
+                if ago < window
+                    && let Some(at) = now.checked_sub(ago)
+                {
+                    recent.entry(operator).or_default().push_back(at);
                 }
             }
             for q in recent.values_mut() {

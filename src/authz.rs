@@ -351,10 +351,10 @@ pub fn decide(signed: &SignedAuthorization, ctx: &Context<'_>) -> Result<Decisio
     if ctx.now < ctx.high_water {
         return Err(Refusal::ClockBehind { now: jst(ctx.now), mark: jst(ctx.high_water) });
     }
-    if let Some(seen) = ctx.seen_serial {
-        if a.serial <= seen {
-            return Err(Refusal::OlderSerial { offered: a.serial, seen });
-        }
+    if let Some(seen) = ctx.seen_serial
+        && a.serial <= seen
+    {
+        return Err(Refusal::OlderSerial { offered: a.serial, seen });
     }
     let now = ctx.now;
     if now >= a.not_after() {

@@ -309,10 +309,10 @@ impl Node {
     pub fn check_access(&mut self, clock: &dyn Clock) -> Result<AuthorizationRow, Denied> {
         let broken = |e: NodeError| Denied::Unavailable(e.to_string());
         let now = self.now(clock).map_err(broken)?;
-        if let Some(mark) = self.high_water().map_err(broken)? {
-            if now < mark {
-                return Err(Denied::ClockBehind { now: jst(now), mark: jst(mark) });
-            }
+        if let Some(mark) = self.high_water().map_err(broken)?
+            && now < mark
+        {
+            return Err(Denied::ClockBehind { now: jst(now), mark: jst(mark) });
         }
         // The node's own clock while it runs is trusted time from here on.
         self.note_running_time(clock).map_err(broken)?;

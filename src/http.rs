@@ -155,10 +155,10 @@ pub async fn keep_time(state: AppState, shutdown: CancellationToken) {
             .await;
         // Checking drops the data at not-after; opening it here too means the first search
         // after an import does not wait for it.
-        if noted.is_ok() {
-            if let Ok(Err(denied)) = state.open_data().await {
-                tracing::debug!(%denied, "data closed");
-            }
+        if noted.is_ok()
+            && let Ok(Err(denied)) = state.open_data().await
+        {
+            tracing::debug!(%denied, "data closed");
         }
         write_refusal_summaries(&state, false).await;
     }

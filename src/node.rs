@@ -564,10 +564,10 @@ impl Node {
                 node: describe_region(&self.info.region),
             });
         }
-        if let Some((held, _)) = self.current_manifest()? {
-            if m.snapshot_version <= held.snapshot_version {
-                return Err(NodeError::NotNewer { offered: m.snapshot_version, held: held.snapshot_version });
-            }
+        if let Some((held, _)) = self.current_manifest()?
+            && m.snapshot_version <= held.snapshot_version
+        {
+            return Err(NodeError::NotNewer { offered: m.snapshot_version, held: held.snapshot_version });
         }
         Ok(())
     }

@@ -422,10 +422,10 @@ impl Row<'_> {
         let certified_on = self.optional("certified_on", parse_date);
         let valid_from = self.optional("valid_from", parse_date);
         let valid_to = self.optional("valid_to", parse_date);
-        if let (Some(f), Some(t)) = (valid_from, valid_to) {
-            if t < f {
-                self.problems.push(("valid_to", "認定有効期間の終わりが始まりより前です".into()));
-            }
+        if let (Some(f), Some(t)) = (valid_from, valid_to)
+            && t < f
+        {
+            self.problems.push(("valid_to", "認定有効期間の終わりが始まりより前です".into()));
         }
         let benefit_limit_units = self.optional("benefit_limit_units", |v| {
             v.parse::<u32>().map_err(|_| format!("単位数（整数）ではありません: {v}"))

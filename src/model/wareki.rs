@@ -114,10 +114,10 @@ impl WarekiDate {
         if date < earliest || self.year == 0 {
             return None;
         }
-        if let Some(next) = self.era.next() {
-            if date > next.first_day() {
-                return None;
-            }
+        if let Some(next) = self.era.next()
+            && date > next.first_day()
+        {
+            return None;
         }
         Some(date)
     }

@@ -158,19 +158,19 @@ pub fn parse_birth_date(input: &str, today: NaiveDate) -> Result<Vec<DateReading
                 let latest = today.year() - ERALESS_MIN_AGE_YEARS;
                 let mut any = false;
                 for era in Era::ALL {
-                    if let Some(date) = (WarekiDate { era, year: y, month: m, day: d }).to_date() {
-                        if (ERALESS_EARLIEST_YEAR..=latest).contains(&date.year()) {
-                            push(date, DateHow::EraGuessed, &mut readings);
-                            any = true;
-                        }
-                    }
-                }
-                // Two digits may also be a western year of the 1900s ("40/3/2").
-                if let Some(date) = western(1900 + y as i32, m, d).filter(|_| y < 100) {
-                    if (ERALESS_EARLIEST_YEAR..=latest).contains(&date.year()) {
+                    if let Some(date) = (WarekiDate { era, year: y, month: m, day: d }).to_date()
+                        && (ERALESS_EARLIEST_YEAR..=latest).contains(&date.year())
+                    {
                         push(date, DateHow::EraGuessed, &mut readings);
                         any = true;
                     }
+                }
+                // Two digits may also be a western year of the 1900s ("40/3/2").
+                if let Some(date) = western(1900 + y as i32, m, d).filter(|_| y < 100)
+                    && (ERALESS_EARLIEST_YEAR..=latest).contains(&date.year())
+                {
+                    push(date, DateHow::EraGuessed, &mut readings);
+                    any = true;
                 }
                 if !any && m > 12 && d <= 12 {
                     // Only the swapped reading can exist; fall through to add it below.

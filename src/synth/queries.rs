@@ -226,11 +226,11 @@ impl QueryMaker {
         let rng = &mut self.rng;
         let (mut family_kana, mut given_kana) = (p.family_name_kana.clone(), p.given_name_kana.clone());
         // Kana-level noise first, so every kana script below carries it.
-        if rng.gen_bool(0.15) {
-            if let Some((f, g)) = kana_variant(rng, &family_kana, &given_kana) {
-                (family_kana, given_kana) = (f, g);
-                noise.push("kana_variant");
-            }
+        if rng.gen_bool(0.15)
+            && let Some((f, g)) = kana_variant(rng, &family_kana, &given_kana)
+        {
+            (family_kana, given_kana) = (f, g);
+            noise.push("kana_variant");
         }
         if rng.gen_bool(0.10) {
             if rng.gen_bool(0.5) {
