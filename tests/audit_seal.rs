@@ -9,6 +9,8 @@
 mod common;
 
 use std::path::Path;
+
+use common::copy_dir;
 use std::sync::Arc;
 
 use chrono::Duration;
@@ -36,19 +38,6 @@ fn write_epochs(dir: &Path, clock: &ManualClock, epochs: u64) {
                 (0..2).map(|k| NewEntry::new(&format!("staff-{i}{k}"), Action::View, Outcome::Ok, "record")).collect();
             node.audit(secret.clone(), Arc::new(clock.clone()), &batch).unwrap();
             clock.advance(Duration::seconds(5));
-        }
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
         }
     }
 }

@@ -13,7 +13,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{BIN, Fixture, ok};
+use common::{BIN, Fixture, copy_dir, ok};
 use kaigo_field::audit::{Action, Outcome};
 use kaigo_field::node::{Node, NodeDir};
 
@@ -79,19 +79,6 @@ fn cases(b: String) -> Vec<Case> {
 fn recorded(node: &Node, action: Action) -> usize {
     let entries = node.store.audit_entries(1).unwrap();
     entries.iter().filter(|e| e.action == action.name() && e.outcome == Outcome::Ok.name()).count()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 /// Runs `args` under strace, killed on entry to its `n`-th call of `syscall`. Returns whether

@@ -327,3 +327,17 @@ pub fn enrolled(staff_add_output: &str) -> (String, String, String) {
     let token = out.lines().find(|l| l.starts_with("kft_")).expect("a token printed").trim().to_owned();
     (id, code, token)
 }
+
+/// Copies a directory tree (a node or central directory, to run a test on a copy).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
