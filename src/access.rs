@@ -73,8 +73,7 @@ pub enum Refused {
 /// their words and an incident number to give the coordinator; the detail goes only to the log,
 /// under that number. Internal error text never reaches a page or an answer.
 fn fault(what: &str, detail: impl std::fmt::Display) -> Refused {
-    let incident = format!("{:08X}", rand::random::<u32>());
-    tracing::error!(%incident, %detail, what, "request failed inside the node");
+    let incident = crate::incident::record(what, detail);
     Refused::Unavailable(format!("{what}。コーディネーターに連絡してください（障害番号 {incident}）"))
 }
 
@@ -119,8 +118,7 @@ pub async fn open_data(state: &AppState, op: &Operator, channel: &str) -> Result
     };
     record(state, op.entry(Action::Denied, Outcome::Denied, format!("{channel}: {denied}"))).await?;
     Err(match denied {
-        Denied::ClockBehind { .. } => Refused::Unavailable(denied.to_string()),
-        Denied::Unavailable(detail) => fault("認可されたデータを開けません", detail),
+        Denied::ClockBehind { .. } | Denied::Unavailable(_) => Refused::Unavailable(denied.to_string()),
         _ => Refused::Closed(denied.to_string()),
     })
 }

@@ -149,7 +149,14 @@ pub enum Denied {
         "ノードの時計（{now}）が、信頼できる最後の時刻（{mark}）より遅れているため停止しています。時計を合わせるか、コーディネーターが `kaigo-field clock forward` で進めてください"
     )]
     ClockBehind { now: String, mark: String },
-    #[error("認可されたデータを開けません（{0}）。コーディネーターに連絡してください")]
+    /// A newer snapshot is current, and the authorization in force was cut for the one before
+    /// (after a restart, the older file is gone): its own authorization opens it.
+    #[error(
+        "新しいスナップショットを取り込みましたが、それに対応する災害認可がまだありません。中央から届いた認可を取り込むまで検索できません"
+    )]
+    AwaitingAuthorization,
+    /// A fault of the node: the incident number its detail is logged under (`incident`).
+    #[error("認可されたデータを開けません。コーディネーターに連絡してください（障害番号 {0}）")]
     Unavailable(String),
 }
 
@@ -307,7 +314,7 @@ impl Node {
     /// The authorization in force and readable now, or why not. Ends an authorization whose
     /// window is over (recording it), so that a restart after not-after comes back inactive.
     pub fn check_access(&mut self, clock: &dyn Clock) -> Result<AuthorizationRow, Denied> {
-        let broken = |e: NodeError| Denied::Unavailable(e.to_string());
+        let broken = |e: NodeError| Denied::Unavailable(crate::incident::record("認可の状態を読めません", e));
         let now = self.now(clock).map_err(broken)?;
         if let Some(mark) = self.high_water().map_err(broken)?
             && now < mark
@@ -491,10 +498,9 @@ impl Gate {
                 return Err(denied);
             }
         };
-        let plan = node.plan(row).map_err(|e| {
-            tracing::error!(error = %e, "cannot find the snapshot to open");
-            Denied::Unavailable(e.to_string())
-        })?;
+        let plan = node
+            .plan(row)
+            .map_err(|e| Denied::Unavailable(crate::incident::record("スナップショットを見つけられません", e)))?;
         Ok(match self.current(&plan) {
             Some(data) => Step::Ready(data),
             None => Step::Open(Box::new(plan)),
@@ -539,14 +545,13 @@ impl Gate {
                     }
                     None => {
                         *open = Open::default();
-                        Err(Denied::Unavailable(authz::Refusal::KeyDoesNotOpen.to_string()))
+                        Err(Denied::AwaitingAuthorization)
                     }
                 }
             }
             Err(e) => {
                 *self.lock() = Open::default();
-                tracing::error!(error = %e, "cannot open authorized data");
-                Err(Denied::Unavailable(e.to_string()))
+                Err(Denied::Unavailable(crate::incident::record("認可されたデータを開けません", e)))
             }
         }
     }

@@ -12,6 +12,7 @@ pub mod contract;
 pub mod disclose;
 pub mod gate;
 pub mod http;
+pub mod incident;
 pub mod keys;
 pub mod limits;
 pub mod model;

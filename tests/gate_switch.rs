@@ -42,7 +42,7 @@ fn a_snapshot_imported_while_serving_keeps_its_authorization_whole_until_the_nex
     // A restart has no v1 to go back to: the data stays closed, and says why.
     let restarted = Gate::new();
     let closed = restarted.access(&mut node, &secret, clock.as_ref());
-    assert!(matches!(closed, Err(Denied::Unavailable(_))), "{closed:?}");
+    assert!(matches!(closed, Err(Denied::AwaitingAuthorization)), "{closed:?}");
 
     // The central's authorization for the new snapshot opens it, in both.
     let mut args = Fixture::drill_args("n", "172049,172057", "b.kfauth");
