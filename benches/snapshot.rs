@@ -49,11 +49,10 @@ fn main() {
     central::enroll_node(&central_dir, "bench", &Region::parse("17").expect("region"), &bundle, clock.as_ref())
         .expect("enroll");
     node::init(&node_dir, &bundle, None).expect("node init");
-    let mut node = Node::open(&node_dir).expect("node open");
+    let node = Node::open(&node_dir).expect("node open");
     let started = Instant::now();
     let writer = node.writer(std::sync::Arc::new(node.secret_key(None).expect("node key")), clock.clone());
-    let by = |a, o, d: String| kaigo_field::audit::NewEntry::new("coordinator", a, o, d);
-    node.import(&snap, clock.as_ref(), true, &writer, &by).expect("import");
+    node.import(&snap, clock.as_ref(), true, &writer, &kaigo_field::audit::by_coordinator).expect("import");
     let import_secs = started.elapsed().as_secs_f64();
 
     let started = Instant::now();

@@ -746,8 +746,13 @@ pub enum CommitMode {
 }
 
 /// Who a change is recorded under: makes its audit entry from the action, outcome and detail
-/// (a command's `coordinator`, or the signed-in coordinator's `Operator::entry`).
+/// (`by_coordinator` for a command, or the signed-in coordinator's `Operator::entry`).
 pub type By<'a> = &'a dyn Fn(Action, Outcome, String) -> NewEntry;
+
+/// The `By` of a command run at the node's terminal.
+pub fn by_coordinator(action: Action, outcome: Outcome, detail: String) -> NewEntry {
+    NewEntry::by(Actor::Coordinator, action, outcome, detail)
+}
 
 /// Writes entries to the chain: one transaction with the entries and a signed, sealed
 /// checkpoint. The one function through which entries reach the store.
@@ -861,54 +866,52 @@ impl ChainWriter {
         // Everything is read inside the write transaction: the head, then the seal state (a
         // state read after the head is never older than the checkpoint at that head), so two
         // writers (the server's, a command's) take turns and never chain to the same head.
-        {
-            let (mut seq, mut prev) = store.audit_head()?.unwrap_or((0, hex::encode(GENESIS)));
-            let last_epoch = match store.audit_last_checkpoint()? {
-                Some(c) => Some(c.seal.ok_or(AuditError::Unsealed)?.epoch),
-                None => None,
+        let (mut seq, mut prev) = store.audit_head()?.unwrap_or((0, hex::encode(GENESIS)));
+        let last_epoch = match store.audit_last_checkpoint()? {
+            Some(c) => Some(c.seal.ok_or(AuditError::Unsealed)?.epoch),
+            None => None,
+        };
+        let now: DateTime<Utc> = self.clock.now() + chrono::Duration::seconds(store.trusted_time()?.offset_seconds);
+        let seal = self.seal_state(last_epoch, now)?;
+        let wall_time = now.to_rfc3339_opts(SecondsFormat::Millis, true);
+        let mono_ms = self.started.elapsed().as_millis() as u64;
+        let mut entries = Vec::with_capacity(batch.len());
+        let mut late = Vec::with_capacity(batch.len());
+        for n in batch {
+            seq += 1;
+            let too_late = n.valid_until.is_some_and(|until| now >= until);
+            late.push(too_late);
+            let (outcome, detail) = if too_late {
+                (Outcome::Denied, format!("{} (refused: the window ended before this entry)", n.detail))
+            } else {
+                (n.outcome, n.detail.clone())
             };
-            let now: DateTime<Utc> = self.clock.now() + chrono::Duration::seconds(store.trusted_time()?.offset_seconds);
-            let seal = self.seal_state(last_epoch, now)?;
-            let wall_time = now.to_rfc3339_opts(SecondsFormat::Millis, true);
-            let mono_ms = self.started.elapsed().as_millis() as u64;
-            let mut entries = Vec::with_capacity(batch.len());
-            let mut late = Vec::with_capacity(batch.len());
-            for n in batch {
-                seq += 1;
-                let too_late = n.valid_until.is_some_and(|until| now >= until);
-                late.push(too_late);
-                let (outcome, detail) = if too_late {
-                    (Outcome::Denied, format!("{} (refused: the window ended before this entry)", n.detail))
-                } else {
-                    (n.outcome, n.detail.clone())
-                };
-                let mut e = Entry {
-                    seq,
-                    wall_time: wall_time.clone(),
-                    mono_ms,
-                    boot_id: self.boot_id.clone(),
-                    operator: n.operator.clone(),
-                    facility: n.facility.clone(),
-                    role: n.role.map(|r| r.name().to_owned()),
-                    action: n.action.name(),
-                    subjects: n.subjects.iter().map(|p| p.as_str().to_owned()).collect(),
-                    query_hash: n.query_hash.map(hex::encode),
-                    purpose: n.purpose.clone(),
-                    outcome: outcome.name().to_owned(),
-                    detail,
-                    prev_hash: prev.clone(),
-                    hash: String::new(),
-                };
-                e.hash = e.compute_hash();
-                // The store checks again, against the head it reads in the same transaction, that
-                // every entry follows it (`Store::insert_audit`), as `verify` checks where it reads.
-                prev = e.hash.clone();
-                entries.push(e);
-            }
-            let checkpoint = make_checkpoint(&self.node_id, seq, prev, wall_time, &self.secret, seal.epoch, seal.key());
-            let receipts = entries.iter().zip(late).map(|(e, late)| Receipt { seq: e.seq, late }).collect();
-            Ok((entries, checkpoint, receipts))
+            let mut e = Entry {
+                seq,
+                wall_time: wall_time.clone(),
+                mono_ms,
+                boot_id: self.boot_id.clone(),
+                operator: n.operator.clone(),
+                facility: n.facility.clone(),
+                role: n.role.map(|r| r.name().to_owned()),
+                action: n.action.name(),
+                subjects: n.subjects.iter().map(|p| p.as_str().to_owned()).collect(),
+                query_hash: n.query_hash.map(hex::encode),
+                purpose: n.purpose.clone(),
+                outcome: outcome.name().to_owned(),
+                detail,
+                prev_hash: prev.clone(),
+                hash: String::new(),
+            };
+            e.hash = e.compute_hash();
+            // The store checks again, against the head it reads in the same transaction, that
+            // every entry follows it (`Store::insert_audit`), as `verify` checks where it reads.
+            prev = e.hash.clone();
+            entries.push(e);
         }
+        let checkpoint = make_checkpoint(&self.node_id, seq, prev, wall_time, &self.secret, seal.epoch, seal.key());
+        let receipts = entries.iter().zip(late).map(|(e, late)| Receipt { seq: e.seq, late }).collect();
+        Ok((entries, checkpoint, receipts))
     }
 }
 

@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::audit::{self, Action, Actor, AuditLog, ChainWriter, CommitMode, NewEntry, Outcome};
+use crate::audit::{self, Action, Actor, AuditLog, ChainWriter, CommitMode, NewEntry, Outcome, by_coordinator};
 use crate::authz::{self, Role, Section};
 use crate::central::{self, AuthorizeRequest, CentralDir, CentralError, SnapshotOptions};
 use crate::clock::{self, SharedClock};
@@ -439,7 +439,7 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Authz(AuthzCommand::Close { dir }) => {
-            let mut node = Node::open(&NodeDir::new(dir))?;
+            let node = Node::open(&NodeDir::new(dir))?;
             let writer = node.writer(Arc::new(open_secret(&node)?), clock.clone());
             let closed = node.close_authorization(clock.as_ref(), &writer, &by_coordinator)?;
             match closed {
@@ -523,7 +523,7 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Clock(ClockCommand::Forward { dir, to, yes }) => {
-            let mut node = Node::open(&NodeDir::new(dir))?;
+            let node = Node::open(&NodeDir::new(dir))?;
             let writer = node.writer(Arc::new(open_secret(&node)?), clock.clone());
             // The bounds first, then the question, as the page asks it: a wrong year moves the
             // node past every authorization's end.
@@ -676,11 +676,6 @@ fn import_snapshot(
 ) -> Result<Manifest> {
     let writer = node.writer(secret, clock.clone());
     Ok(node.import(file, clock.as_ref(), quiet, &writer, &by_coordinator)?)
-}
-
-/// The audit entry of a change a command makes: made by the coordinator at the node's terminal.
-fn by_coordinator(action: Action, outcome: Outcome, detail: String) -> NewEntry {
-    NewEntry::new(COORDINATOR, action, outcome, detail)
 }
 
 /// Imports an authorization and records the attempt (refusals too) in the audit log.
@@ -1023,7 +1018,7 @@ fn demo_staff(root: &Path, node: &mut Node, clock: &SharedClock) -> Result<()> {
         entries.push(NewEntry {
             facility: Some(facility.to_owned()),
             role: Some(role),
-            ..NewEntry::new(COORDINATOR, Action::Enrol, Outcome::Ok, enrolled.id.clone())
+            ..NewEntry::by(Actor::Coordinator, Action::Enrol, Outcome::Ok, enrolled.id.clone())
         });
         if role == Role::Support {
             crate::keys::write_secret_file(&root.join(DEMO_TOKEN_FILE), enrolled.token.as_bytes())?;
@@ -1076,9 +1071,6 @@ fn demo_setup(root: &Path, node_dir: &NodeDir, args: &DemoArgs, clock: &SharedCl
 }
 
 const DEMO_NODE: &str = "demo-node";
-
-/// Who runs commands on the node, in the audit log.
-const COORDINATOR: &str = Actor::Coordinator.id();
 
 /// A 72-hour drill authorization for the demo node, issued and imported.
 fn demo_authorize(root: &Path, node: &mut Node, args: &DemoArgs, clock: &SharedClock) -> Result<()> {

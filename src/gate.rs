@@ -175,16 +175,14 @@ pub enum ImportOutcome {
     },
 }
 
-/// What the audit log says of an import, whoever ran it: the action, its outcome and detail.
-pub fn import_audit<E: std::fmt::Display>(result: &Result<ImportOutcome, E>) -> (Action, Outcome, String) {
-    match result {
-        Ok(ImportOutcome::Activated { id, serial, .. }) => {
-            (Action::AuthorizationImport, Outcome::Ok, format!("{id} #{serial} activated"))
-        }
-        Ok(ImportOutcome::Closed { id, serial }) => {
-            (Action::AuthorizationImport, Outcome::Ok, format!("{id} #{serial} ended it"))
-        }
-        Err(e) => (Action::AuthorizationRefused, Outcome::Denied, e.to_string()),
+impl ImportOutcome {
+    /// What the audit log says of an accepted import: its action, outcome and detail.
+    fn entry(&self, by: By<'_>) -> crate::audit::NewEntry {
+        let detail = match self {
+            ImportOutcome::Activated { id, serial, .. } => format!("{id} #{serial} activated"),
+            ImportOutcome::Closed { id, serial } => format!("{id} #{serial} ended it"),
+        };
+        by(Action::AuthorizationImport, Outcome::Ok, detail)
     }
 }
 
@@ -199,7 +197,7 @@ impl Node {
     /// The decision, the authorization's row and its audit entry commit together; a refusal
     /// is recorded on its own.
     pub fn import_authorization(
-        &mut self,
+        &self,
         code: &str,
         secret: &NodeSecretKey,
         clock: &dyn Clock,
@@ -216,18 +214,14 @@ impl Node {
                 self.note_central_time(a.issued_at())?;
             }
         }
-        let this = &*self;
         writer.commit(
-            &this.store,
+            &self.store,
             || {
-                let outcome = this.import_authorization_now(code, secret, clock)?;
-                let (action, outcome_code, detail) = import_audit::<NodeError>(&Ok(outcome.clone()));
-                Ok((outcome, by(action, outcome_code, detail)))
+                let outcome = self.import_authorization_now(code, secret, clock)?;
+                let entry = outcome.entry(by);
+                Ok((outcome, entry))
             },
-            |e: &NodeError| {
-                let (action, outcome, detail) = import_audit::<&NodeError>(&Err(e));
-                Some(by(action, outcome, detail))
-            },
+            |e: &NodeError| Some(by(Action::AuthorizationRefused, Outcome::Denied, e.to_string())),
         )
     }
 
@@ -293,17 +287,16 @@ impl Node {
     /// Ends the authorization in force, if any (the coordinator's `authz close`); the close and
     /// its audit entry commit together.
     pub fn close_authorization(
-        &mut self,
+        &self,
         clock: &dyn Clock,
         writer: &ChainWriter,
         by: By<'_>,
     ) -> Result<Option<String>, NodeError> {
-        let this = &*self;
         writer.commit(
-            &this.store,
+            &self.store,
             || {
-                let now = this.now(clock)?;
-                let closed = this.store.close_active_authorization(REASON_CLOSED, now)?;
+                let now = self.now(clock)?;
+                let closed = self.store.close_active_authorization(REASON_CLOSED, now)?;
                 let detail = closed.clone().unwrap_or_else(|| "none active".into());
                 Ok((closed, by(Action::AuthorizationClose, Outcome::Ok, detail)))
             },

@@ -251,21 +251,20 @@ impl Node {
     /// Moves the node's time forward to `to` (never back), for a coordinator whose device clock
     /// is behind; the move and its audit entry commit together. Returns the node's time before.
     pub fn move_clock_forward(
-        &mut self,
+        &self,
         to: DateTime<Utc>,
         clock: &dyn Clock,
         writer: &ChainWriter,
         by: By<'_>,
     ) -> Result<DateTime<Utc>, NodeError> {
-        let this = &*self;
         writer.commit(
-            &this.store,
+            &self.store,
             || {
-                let now = this.check_clock_move(to, clock)?;
+                let now = self.check_clock_move(to, clock)?;
                 // Whole seconds, rounded up: rounded down, the node's time would sit just below
                 // the new high-water mark and refuse to serve for up to a second.
                 let offset = ((to - clock.now()).num_milliseconds() + 999).div_euclid(1000).max(0);
-                this.store.move_clock(now, to, offset)?;
+                self.store.move_clock(now, to, offset)?;
                 let detail = format!("{} -> {}", now.to_rfc3339(), to.to_rfc3339());
                 Ok((now, by(Action::ClockMove, Outcome::Ok, detail)))
             },
@@ -338,12 +337,11 @@ impl Node {
         by: By<'_>,
     ) -> Result<crate::staff::Enrolled, NodeError> {
         let authorization = self.active_authorization(clock)?;
-        let this = &*self;
         writer.commit(
-            &this.store,
+            &self.store,
             || {
-                let now = this.now(clock)?;
-                let enrolled = crate::staff::add(&this.store, authorization.as_ref(), name, facility, role, now)?;
+                let now = self.now(clock)?;
+                let enrolled = crate::staff::add(&self.store, authorization.as_ref(), name, facility, role, now)?;
                 let entry = NewEntry {
                     facility: Some(facility.trim().to_owned()).filter(|f| !f.is_empty()),
                     role: Some(role),
@@ -357,18 +355,17 @@ impl Node {
 
     /// The node's first coordinator (made at `node init`), with its audit entry.
     pub fn enrol_first_coordinator(
-        &mut self,
+        &self,
         name: &str,
         passphrase: &str,
         clock: &dyn Clock,
         writer: &ChainWriter,
     ) -> Result<String, NodeError> {
-        let this = &*self;
         writer.commit(
-            &this.store,
+            &self.store,
             || {
-                let now = this.now(clock)?;
-                let (id, _token) = crate::staff::add_first_coordinator(&this.store, name, passphrase, now)?;
+                let now = self.now(clock)?;
+                let (id, _token) = crate::staff::add_first_coordinator(&self.store, name, passphrase, now)?;
                 let entry = NewEntry {
                     role: Some(crate::authz::Role::Coordinator),
                     ..NewEntry::by(Actor::Coordinator, Action::Enrol, Outcome::Ok, id.clone())
@@ -382,23 +379,22 @@ impl Node {
     /// Revokes `target` for `actor` (never oneself, never the first coordinator); the revocation
     /// and its audit entry commit together. `Ok(false)`: no such member, or already revoked.
     pub fn revoke(
-        &mut self,
+        &self,
         actor: &str,
         target: &str,
         clock: &dyn Clock,
         writer: &ChainWriter,
         by: By<'_>,
     ) -> Result<bool, NodeError> {
-        let this = &*self;
         writer.commit(
-            &this.store,
+            &self.store,
             || {
-                let now = this.now(clock)?;
-                let Some(row) = this.store.staff(target)? else {
+                let now = self.now(clock)?;
+                let Some(row) = self.store.staff(target)? else {
                     return Ok((false, by(Action::Revoke, Outcome::Failed, target.to_owned())));
                 };
                 crate::staff::may_revoke(actor, &row)?;
-                let revoked = this.store.revoke_staff(target, now)?;
+                let revoked = self.store.revoke_staff(target, now)?;
                 let outcome = if revoked { Outcome::Ok } else { Outcome::Failed };
                 Ok((revoked, by(Action::Revoke, outcome, target.to_owned())))
             },
@@ -586,7 +582,7 @@ impl Node {
     /// Verifies and imports a snapshot; see the module comment for why this is atomic. The
     /// switch and its audit entry commit together; a refused or failed import is recorded too.
     pub fn import(
-        &mut self,
+        &self,
         file: &Path,
         clock: &dyn Clock,
         quiet: bool,
@@ -616,14 +612,13 @@ impl Node {
         };
         let dir = self.dir.snapshots();
         let file_name = format!("{}.kfsnap", manifest.snapshot_id);
-        let this = &*self;
         let old = writer.commit(
-            &this.store,
+            &self.store,
             || {
                 // Checked again under the write lock: another import may have switched meanwhile.
-                this.check_fits(&manifest)?;
+                self.check_fits(&manifest)?;
                 let manifest_json = serde_json::to_string(&manifest).expect("a manifest serializes");
-                let old = this.store.switch_snapshot(&HeldSnapshot {
+                let old = self.store.switch_snapshot(&HeldSnapshot {
                     snapshot_id: manifest.snapshot_id.clone(),
                     snapshot_version: manifest.snapshot_version,
                     manifest_json,
@@ -631,7 +626,7 @@ impl Node {
                     imported_at: now,
                 })?;
                 // The central's clock when it cut the snapshot is trusted time.
-                this.store.raise_high_water(manifest.created_at)?;
+                self.store.raise_high_water(manifest.created_at)?;
                 let detail = format!("snapshot v{} {}", manifest.snapshot_version, manifest.snapshot_id);
                 Ok((old, by(Action::SnapshotImport, Outcome::Ok, detail)))
             },

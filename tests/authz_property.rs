@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, Duration, Utc};
-use kaigo_field::audit::{Action, NewEntry, Outcome};
+use kaigo_field::audit::by_coordinator;
 use kaigo_field::central::{self, AuthorizeRequest, CentralDir, SnapshotOptions};
 use kaigo_field::cli::{SynthArgs, synth_command};
 use kaigo_field::clock::{Clock, ManualClock};
@@ -48,7 +48,7 @@ fn template() -> &'static Path {
             .unwrap();
         let node_dir = NodeDir::new(root.join("node"));
         node::init(&node_dir, &root.join("n1.bundle"), None).unwrap();
-        let mut node = Node::open(&node_dir).unwrap();
+        let node = Node::open(&node_dir).unwrap();
         let writer = node.writer(Arc::new(node.secret_key(None).unwrap()), Arc::new(clock.clone()));
         node.import(&root.join("r.kfsnap"), &clock, true, &writer, &by_coordinator).unwrap();
         tmp
@@ -294,8 +294,4 @@ fn a_clock_moved_forward_to_a_whole_minute_is_not_behind_its_own_mark() {
     assert!(now >= to, "the node's time {now} is behind the mark {to} it just set");
     assert!(now - to < chrono::Duration::seconds(1));
     assert!(!matches!(node.check_access(&clock), Err(kaigo_field::gate::Denied::ClockBehind { .. })));
-}
-
-fn by_coordinator(action: Action, outcome: Outcome, detail: String) -> NewEntry {
-    NewEntry::new("coordinator", action, outcome, detail)
 }
